@@ -1,0 +1,28 @@
+"""CAM methods with one call shape: ``Method(model, target_layer)(images, targets) -> maps``."""
+
+from __future__ import annotations
+
+from .gradient import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM, finalize_maps
+from .hooks import Captured, capture_layer, forward_with_gradients
+from .targets import resolve_targets
+
+METHODS: dict[str, type[CAM]] = {
+    "gradcam": GradCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "smoothgradcam++": SmoothGradCAMPlusPlus,
+}
+
+
+def get_method(name: str, model, target_layer=None, **kwargs) -> CAM:
+    """Build the CAM method ``name`` (case-insensitive, '-' and '_' ignored) for ``model``."""
+    key = name.lower().replace("-", "").replace("_", "").replace(" ", "")
+    if key not in METHODS:
+        raise ValueError(f"Unknown CAM method {name!r}. Fix: use one of {', '.join(METHODS)}.")
+    return METHODS[key](model, target_layer, **kwargs)
+
+
+__all__ = [
+    "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "SmoothGradCAMPlusPlus", "METHODS", "get_method",
+    "Captured", "capture_layer", "forward_with_gradients", "resolve_targets", "finalize_maps",
+]

@@ -1,0 +1,199 @@
+"""Gradient-weighted CAMs: Grad-CAM, Grad-CAM++, XGrad-CAM, SmoothGrad-CAM++.
+
+Each method is a pure function ``(A, G) -> map`` of the target layer's activations
+``A [N, C, h, w]`` and the gradients ``G [..., N, C, h, w]`` of the class score w.r.t. them,
+wrapped in a class with the shared call shape::
+
+    cam = GradCAM(model, target_layer=None)      # default: the model's registered layer
+    maps = cam(images, targets="predicted")       # [N, H, W] in [0, 1] on the model's device
+
+``targets`` may be class ids, ``"predicted"`` or ``"top-k"`` (then maps are ``[N, k, H, W]``).
+Maps are ReLU'd, min-max normalised per map, then bilinearly upsampled to the image size
+(PROTOCOLS.md: "CAM min-max normalised, then upsampled"); ``size=None`` returns the raw
+low-resolution maps before normalisation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..maps import minmax_normalize, upsample
+from .hooks import Captured, capture_layer, forward_with_gradients
+from .targets import Targets, is_topk, resolve_targets
+
+__all__ = [
+    "CAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "XGradCAM",
+    "SmoothGradCAMPlusPlus",
+    "gradcam_map",
+    "gradcampp_map",
+    "xgradcam_map",
+    "weighted_sum",
+    "finalize_maps",
+]
+
+XGRAD_EPS = 1e-7  # pytorch-grad-cam's epsilon in the XGrad-CAM denominator
+GRADCAMPP_EPS = 1e-6  # pytorch-grad-cam's epsilon in the Grad-CAM++ alpha denominator
+
+
+def weighted_sum(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``ReLU(sum_k w_k A^k)`` (Grad-CAM Eq. 3): weights ``[..., N, C]`` -> maps ``[..., N, h, w]``."""
+    return F.relu((weights[..., None, None] * activations).sum(-3))
+
+
+def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM: ``w_k = 1/Z sum_ij dy/dA_ij^k`` (Eq. 2), map = ReLU(sum_k w_k A^k) (Eq. 3)."""
+    return weighted_sum(activations, gradients.mean((-2, -1)))
+
+
+def gradcampp_alpha(activations: torch.Tensor, grad2: torch.Tensor, grad3: torch.Tensor,
+                    eps: float = GRADCAMPP_EPS) -> torch.Tensor:
+    """Grad-CAM++ alpha (Chattopadhay et al., Eq. 19 with the exp(S) trick).
+
+    ``alpha_ij = g^2_ij / (2 g^2_ij + sum_ab A_ab g^3_ij)``, with the powers of the first
+    derivative standing for the higher-order derivatives of ``exp(S^c)``; zero where the
+    denominator vanishes (pytorch-grad-cam zeroes it where the gradient is 0).
+
+    ``eps`` is not in the paper; it is pytorch-grad-cam's ``1e-6``.  It is *not* negligible:
+    class-score gradients at the last layer are often ~1e-3, so ``g^2`` is ~1e-6 and the eps
+    damps alpha where gradients are small.  We keep the peer's value so maps are comparable.
+    """
+    sum_a = activations.sum((-2, -1), keepdim=True)
+    denom = 2 * grad2 + sum_a * grad3 + eps
+    alpha = grad2 / denom
+    return torch.where(grad2 != 0, alpha, torch.zeros_like(alpha))
+
+
+def gradcampp_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM++: ``w_k = sum_ij alpha_ij^k ReLU(dy/dA_ij^k)`` then ReLU(sum_k w_k A^k)."""
+    alpha = gradcampp_alpha(activations, gradients.pow(2), gradients.pow(3))
+    return weighted_sum(activations, (alpha * F.relu(gradients)).sum((-2, -1)))
+
+
+def xgradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+    """XGrad-CAM (Fu et al., Eq. 9): ``w_k = sum_ij (A_ij^k / sum_ab A_ab^k) dy/dA_ij^k``."""
+    sum_a = activations.sum((-2, -1), keepdim=True)
+    return weighted_sum(activations, (gradients * activations / (sum_a + XGRAD_EPS)).sum((-2, -1)))
+
+
+def finalize_maps(maps: torch.Tensor, image_size: tuple[int, int] | None, topk: bool) -> torch.Tensor:
+    """``[K, N, h, w]`` raw maps -> ``[N, H, W]`` (or ``[N, K, H, W]`` for top-k) in [0, 1]."""
+    maps = maps.transpose(0, 1)  # [N, K, h, w]
+    if image_size is not None:
+        maps = upsample(minmax_normalize(maps), image_size)
+    return maps if topk else maps[:, 0]
+
+
+class CAM:
+    """Base class: holds the model and target layer; subclasses define :meth:`maps_from`."""
+
+    name = "cam"
+
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None):
+        self.model = model
+        self.target_layer = target_layer
+
+    def maps_from(self, captured: Captured) -> torch.Tensor:
+        """Raw maps ``[K, N, h, w]`` from one :func:`forward_with_gradients` capture."""
+        raise NotImplementedError
+
+    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw maps ``[K, N, h, w]`` and target ids ``[N, K]``."""
+        captured = forward_with_gradients(self.model, images, targets, self.target_layer)
+        return self.maps_from(captured), captured.targets
+
+    def __call__(self, images: torch.Tensor, targets: Targets = "predicted",
+                 size: str | tuple[int, int] | None = "input") -> torch.Tensor:
+        _check_images(images, self.model)
+        maps, _ = self.raw(images, targets)
+        image_size = tuple(images.shape[-2:]) if size == "input" else size
+        return finalize_maps(maps, image_size, is_topk(targets))
+
+
+class _CombineCAM(CAM):
+    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+    def maps_from(self, captured: Captured) -> torch.Tensor:
+        return type(self).combine(captured.activations, captured.gradients)
+
+
+class GradCAM(_CombineCAM):
+    """Grad-CAM (Selvaraju et al. 2017), Eq. 1-3 of the attention-guided paper."""
+
+    name = "Grad-CAM"
+    combine = staticmethod(gradcam_map)
+
+
+class GradCAMPlusPlus(_CombineCAM):
+    """Grad-CAM++ (Chattopadhay et al. 2018), alpha from second/third powers of the gradient."""
+
+    name = "Grad-CAM++"
+    combine = staticmethod(gradcampp_map)
+
+
+class XGradCAM(_CombineCAM):
+    """XGrad-CAM (Fu et al. 2020): activation-weighted, normalised gradients."""
+
+    name = "XGrad-CAM"
+    combine = staticmethod(xgradcam_map)
+
+
+class SmoothGradCAMPlusPlus(CAM):
+    """SmoothGrad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with gradients averaged over noisy inputs.
+
+    ``D^p = 1/n sum_s (dy/dA(x + eps_s))^p`` for p = 1, 2, 3;
+    ``alpha = D^2 / (2 D^2 + sum_ab A_ab D^3)``, ``w_k = sum_ij alpha_ij ReLU(D^1_ij)``, with the
+    activations ``A`` of the clean image.  Interpretation (PROTOCOLS.md: UCAG uses TorchCAM's):
+    ``n_samples = 4`` and Gaussian noise of standard deviation ``0.3`` *in the normalised
+    tensor* (TorchCAM's defaults), i.e. ``0.3 * std_c`` per channel on the [0, 1] image.  TorchCAM
+    weights with the ReLU of the *last* sample's gradient; we use the mean gradient ``D^1`` as in
+    Omeiza et al.  Noise is drawn from a seeded generator, so maps are reproducible.
+    """
+
+    name = "SmoothGrad-CAM++"
+
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None,
+                 n_samples: int = 4, noise_std: float = 0.3, seed: int = 0):
+        super().__init__(model, target_layer)
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
+        self.n_samples = n_samples
+        self.noise_std = noise_std
+        self.seed = seed
+
+    def raw(self, images, targets="predicted"):
+        model = self.model
+        with capture_layer(model, self.target_layer, with_grad=False) as cap, torch.no_grad():
+            logits = model(images)
+            activations = cap.require()
+        target_ids = resolve_targets(logits, targets)
+        std = torch.as_tensor(model.preprocess.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+        generator = torch.Generator(device=images.device).manual_seed(self.seed)
+        d1 = d2 = d3 = 0.0
+        for _ in range(self.n_samples):
+            noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+            noisy = images + self.noise_std * std * noise
+            g = forward_with_gradients(model, noisy, target_ids, self.target_layer)
+            d1, d2, d3 = d1 + g.gradients, d2 + g.gradients.pow(2), d3 + g.gradients.pow(3)
+        d1, d2, d3 = d1 / self.n_samples, d2 / self.n_samples, d3 / self.n_samples
+        alpha = gradcampp_alpha(activations, d2, d3)
+        maps = weighted_sum(activations, (alpha * F.relu(d1)).sum((-2, -1)))
+        return maps, target_ids
+
+
+def _check_images(images: torch.Tensor, model: nn.Module) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(
+            f"images must be a [N, 3, H, W] tensor in [0, 1], got {shape}. "
+            "Fix: use model.preprocess(pil_image).unsqueeze(0) or a batch of those."
+        )
+    device = next(model.parameters()).device
+    if images.device != device:
+        raise ValueError(f"images are on {images.device} but the model is on {device}. Fix: images.to(model.device).")
