@@ -13,24 +13,9 @@ from numbers import Real
 
 import torch
 
+from ..maps import minmax_normalize  # re-exported: one implementation for CAMs and metrics
+
 __all__ = ["minmax_normalize", "phi", "num_kept"]
-
-
-def minmax_normalize(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Min-max normalise each map of ``[..., H, W]`` to ``[0, 1]`` over its own H, W.
-
-    ``(m - min m) / (max m - min m)``. A constant map (``max - min <= eps``) ranks no pixel above
-    another and carries no explanation: it is returned as **all zeros**, never NaN.
-    (Same semantics as ``lib.maps.minmax_normalize``; kept here so the metrics are
-    self-contained.)
-    """
-    if maps.dim() < 2:
-        raise ValueError(f"maps must have at least 2 dims [..., H, W], got shape {tuple(maps.shape)}")
-    flat = maps.flatten(-2)
-    lo = flat.amin(-1, keepdim=True)
-    span = flat.amax(-1, keepdim=True) - lo
-    out = torch.where(span > eps, (flat - lo) / span.clamp_min(eps), torch.zeros_like(flat))
-    return out.view_as(maps)
 
 
 def _check_fraction(fraction: float) -> float:
