@@ -1,0 +1,159 @@
+# The compendium's pipeline: one rule per notebook, run with papermill, parameters from config/.
+#
+#   snakemake --cores all                                  default profile (config/config.yaml)
+#   snakemake --cores all --configfile config/paper.yaml   paper profile
+#   snakemake -n                                           what would run, and why
+#
+# Every notebook rule has the same shape (see notebook_01): the notebook (and anything it needs,
+# e.g. a trained checkpoint) as input; its figures and tables under {figures_dir}/NN/ and the
+# executed notebook under {results_dir}/notebooks/ as output; all parameters from its config
+# section through papermill_params(). To add notebook 02, add a `notebook02:` section to the
+# config files, a rule `notebook_02` like notebook_01, and its outputs to NOTEBOOK_OUTPUTS.
+#
+# Interrupted runs lose nothing that was finished: outputs are only the files a rule writes
+# (never a whole folder), nothing is temp() or shadowed, and caches/partial checkpoints are not
+# outputs, so Snakemake never deletes them; the trainer resumes from <checkpoint>.partial.
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+
+configfile: "config/config.yaml"
+
+
+# Jobs call `python` and `papermill` from the environment Snakemake itself runs in (the .venv
+# of `make pipeline`), also when that environment is not activated.
+os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+REPO = Path(workflow.basedir)
+RESULTS = config["results_dir"]
+FIGURES = config["figures_dir"]
+DEVICE = str(config["device"])
+
+
+def data_root():
+    """config data_dir, else $CAM_DATA_DIR, else ../shared/data; relative to the repo root."""
+    root = str(config.get("data_dir") or "") or os.environ.get("CAM_DATA_DIR", "") or "../shared/data"
+    return str((REPO / os.path.expanduser(root)).resolve())
+
+
+def papermill_params(params):
+    """papermill arguments for a dict of notebook parameters: strings raw (-r), numbers typed (-p)."""
+    args = []
+    for name, value in params.items():
+        if isinstance(value, (bool, int, float)):
+            args += ["-p", name, str(value)]
+        else:
+            args += ["-r", name, str(value)]
+    return shlex.join(args)
+
+
+def gpus():
+    """GPUs a job asks for (Snakemake's standard `gpu` resource): 1 when the device is cuda."""
+    return 1 if DEVICE.startswith("cuda") else 0
+
+
+def checkpoint_path(model):
+    return f"{RESULTS}/checkpoints/am_gradcam_{model}.pt"
+
+
+# With --use-conda, jobs run in the named environment that environment.yml creates
+# (`conda env create -f environment.yml`); `make pipeline` uses .venv and ignores this.
+CONDA_ENV = "cam-compendium"
+
+NB01 = config["notebook01"]
+NB01_FIGURES = f"{FIGURES}/01"
+NB01_TABLES = ["table3_ad_ic.csv", "table4_percentage_in.csv"]
+NB01_FIGS = ["fig7_thresholded.png", "maps_overview.png"]
+
+NOTEBOOK_OUTPUTS = [f"{NB01_FIGURES}/{name}" for name in NB01_TABLES + NB01_FIGS] + [
+    f"{RESULTS}/notebooks/01_attention_map_gradcam.ipynb"
+]
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9_]+",
+
+
+rule all:
+    """Every figure and table of every notebook."""
+    input:
+        NOTEBOOK_OUTPUTS,
+    default_target: True
+
+
+rule train_am_gradcam:
+    """Train AM-Grad-CAM's channel/spatial attention on the frozen classifier (paper 01)."""
+    input:
+        code="lib/train_am_gradcam.py",
+    output:
+        checkpoint=f"{RESULTS}/checkpoints/am_gradcam_{{model}}.pt",
+    log:
+        f"{RESULTS}/logs/train_am_gradcam_{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_am_gradcam_{{model}}.tsv"
+    params:
+        data_dir=data_root(),
+        train_dir=NB01["train_dir"],
+        epochs=NB01["train_epochs"],
+        images=NB01["train_images"],
+        batch_size=NB01["train_batch_size"],
+        seed=NB01["seed"],
+        device=DEVICE,
+    threads: workflow.cores
+    resources:
+        gpu=gpus(),
+    conda:
+        CONDA_ENV
+    shell:
+        "OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
+        " --model {wildcards.model:q} --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
+        " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
+        " --seed {params.seed} --device {params.device:q} --out {output.checkpoint:q}"
+        " > {log:q} 2>&1"
+
+
+rule notebook_01:
+    """Notebook 01, attention-map-guided Grad-CAM: Table 3 (AD/IC), Table 4 (percentage in), Fig. 7."""
+    input:
+        notebook="notebooks/01_attention_map_gradcam.ipynb",
+        checkpoint=checkpoint_path(NB01["model"]),
+    output:
+        tables=[f"{NB01_FIGURES}/{name}" for name in NB01_TABLES],
+        figures=[f"{NB01_FIGURES}/{name}" for name in NB01_FIGS],
+        notebook=f"{RESULTS}/notebooks/01_attention_map_gradcam.ipynb",
+    log:
+        f"{RESULTS}/logs/notebook_01.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/notebook_01.tsv"
+    params:
+        # papermill runs the notebook in notebooks/ (as Jupyter and nbval do); paths are absolute.
+        cwd=lambda wildcards, input: os.path.dirname(input.notebook),
+        papermill=lambda wildcards, input, output: papermill_params(
+            {
+                "model_name": NB01["model"],
+                "data_dir": data_root(),
+                "val_dir": NB01["val_dir"],
+                "train_dir": NB01["train_dir"],
+                "n_images_cpu": NB01["n_images_cpu"],
+                "n_images_gpu": NB01["n_images_gpu"],
+                "seed": NB01["seed"],
+                "device": DEVICE,
+                "batch_size": NB01["batch_size"],
+                "checkpoint": os.path.abspath(input.checkpoint),
+                "train_epochs": NB01["train_epochs"],
+                "train_images": NB01["train_images"],
+                "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
+            }
+        ),
+    threads: workflow.cores
+    resources:
+        gpu=gpus(),
+    conda:
+        CONDA_ENV
+    shell:
+        "OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
+        " --cwd {params.cwd:q} --kernel python3 --log-output --no-progress-bar"
+        " {params.papermill} > {log:q} 2>&1"
