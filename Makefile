@@ -60,7 +60,7 @@ pytest: $(STAMP)
 # nbval re-executes each notebook with its quick default parameters and compares outputs.
 nbval: $(STAMP)
 	$(RUN) $(BIN)/python -m pytest --nbval-lax \
-	  --sanitize-with tests/nbval_sanitize.cfg notebooks/*.ipynb $(PYTEST_ARGS)
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/*.ipynb $(PYTEST_ARGS)
 
 lab: $(STAMP)
 	$(RUN) $(BIN)/jupyter lab

@@ -55,6 +55,11 @@ def gpus():
     return 1 if DEVICE.startswith("cuda") else 0
 
 
+def lib_sources():
+    """The library's Python files: notebooks depend on them, so a library change reruns them."""
+    return sorted(str(p.relative_to(REPO)) for p in (REPO / "lib").rglob("*.py"))
+
+
 def checkpoint_path(model):
     return f"{RESULTS}/checkpoints/am_gradcam_{model}.pt"
 
@@ -87,7 +92,7 @@ rule all:
 rule train_am_gradcam:
     """Train AM-Grad-CAM's channel/spatial attention on the frozen classifier (paper 01)."""
     input:
-        code="lib/train_am_gradcam.py",
+        code=["lib/train_am_gradcam.py", "lib/cams/attention.py"],
     output:
         checkpoint=f"{RESULTS}/checkpoints/am_gradcam_{{model}}.pt",
     log:
@@ -120,6 +125,7 @@ rule notebook_01:
     input:
         notebook="notebooks/01_attention_map_gradcam.ipynb",
         checkpoint=checkpoint_path(NB01["model"]),
+        lib=lib_sources(),
     output:
         tables=[f"{NB01_FIGURES}/{name}" for name in NB01_TABLES],
         figures=[f"{NB01_FIGURES}/{name}" for name in NB01_FIGS],
