@@ -100,8 +100,9 @@ def notebook_parameters(path: str) -> set[str]:
     raise AssertionError(f"{path} has no cell tagged 'parameters'")
 
 
-def test_lint_is_clean():
-    proc = run_snakemake("--lint")
+@pytest.mark.parametrize("profile", [(), ("--configfile", "config/paper.yaml")], ids=["default", "paper"])
+def test_lint_is_clean(profile):
+    proc = run_snakemake("--lint", *profile)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"snakemake --lint exited {proc.returncode}:\n{out}"
     assert "Lints for" not in out, out
@@ -176,3 +177,25 @@ def test_snakefile_never_deletes_finished_work():
     code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     for pattern in (r"\btemp\(", r"\bdirectory\(", r"\bshadow\s*:", r"\brm\s+-", r"\bonerror\b", r"shutil\.rmtree", r"\.unlink\("):
         assert not re.search(pattern, code), f"Snakefile uses {pattern!r}"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Grad-CAM:  50%|#####     | 6/12 [00:01<00:01,  4.20it/s]", "Grad-CAM:  PROGRESS"),
+        ("<Classifier object at 0x7f3a2c1d0e80>", "<Classifier object at ADDRESS>"),
+        ("12 images on cuda:0 in 3.2 s", "12 images on DEVICE in DURATION"),
+        ("12 images on cpu in 41s", "12 images on DEVICE in DURATION"),
+        ("AD 45.27, IC 23.06 (lr 1e-05)", "AD FLOAT, IC FLOAT (lr FLOAT)"),
+        ("n_images_cpu = 12, 1300 images", "n_images_cpu = 12, 1300 images"),
+    ],
+)
+def test_nbval_sanitize_patterns(text, expected):
+    from nbval.plugin import get_sanitize_patterns
+
+    patterns = get_sanitize_patterns((REPO / "tests" / "nbval_sanitize.cfg").read_text())
+    assert len(patterns) >= 5
+    for regex, replace in patterns:
+        assert regex == regex.strip() and replace == replace.strip(), f"stray whitespace in {regex!r} / {replace!r}"
+        text = re.sub(regex, replace, text)
+    assert text == expected
