@@ -289,3 +289,15 @@ def test_summarize_groups():
     assert row["mean"] == 2.5 and row["n"] == 4 and row["ci_low"] <= 2.5 <= row["ci_high"]
     row = out[(out.method == "b") & (out.metric == "drop")].iloc[0]
     assert (row["mean"], row["ci_low"], row["ci_high"], row["n"]) == (5.0, 5.0, 5.0, 3)
+
+
+def test_precomputed_original_gives_the_same_result():
+    model, images, maps, targets = random_setup()
+    a = average_drop_increase(model, images, maps, targets, (0.5, 0.15), True, batch_size=3)
+    calls = []
+    model.net.register_forward_hook(lambda *_: calls.append(1))
+    b = average_drop_increase(model, images, maps, targets, (0.5, 0.15), True, batch_size=3,
+                              original=a["original"] / 100)
+    assert len(calls) == 2 * 3  # 2 fractions x 3 chunks: no unmasked forward
+    for f in (0.5, 0.15):
+        assert torch.allclose(a["drop"][f], b["drop"][f]) and torch.equal(a["increase"][f], b["increase"][f])

@@ -82,9 +82,11 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
 
 def _probabilities(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                    targets: torch.Tensor | Sequence[int], fractions: tuple[float, ...],
-                   binaries: tuple[bool, ...], convention: str, batch_size: int
+                   binaries: tuple[bool, ...], convention: str, batch_size: int,
+                   original: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, dict[tuple[bool, float], torch.Tensor]]:
-    """``Y`` ``[N]`` (one original forward) and ``O[(binary, fraction)]`` ``[N]``, chunked."""
+    """``Y`` ``[N]`` (one original forward, skipped when ``original`` is given) and
+    ``O[(binary, fraction)]`` ``[N]``, chunked."""
     check_convention(convention)
     _check_batch_size(batch_size)
     _check_inputs(images, maps)
@@ -97,7 +99,7 @@ def _probabilities(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
             x = images[sl].to(device)
             m = maps[sl].to(device=device, dtype=x.dtype)
             t = t_all[sl]
-            ys.append(_class_prob(model(x), t))
+            ys.append(_class_prob(model(x), t) if original is None else original[sl].to(device))
             for b in binaries:
                 for f in fractions:
                     mask = phi(m, f, binary=b).unsqueeze(1)
@@ -149,7 +151,8 @@ def confidence_scores(model: nn.Module, images: torch.Tensor, masks: torch.Tenso
 def average_drop_increase(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                           targets: torch.Tensor | Sequence[int],
                           fractions: Sequence[float] = (1.0, 0.5, 0.15), binary: bool = False,
-                          convention: str = "image", batch_size: int = 64) -> dict[str, Any]:
+                          convention: str = "image", batch_size: int = 64,
+                          original: torch.Tensor | None = None) -> dict[str, Any]:
     """Per-image Average Drop / Increase in Confidence terms for each ``phi_nu`` fraction.
 
     Args:
@@ -163,6 +166,9 @@ def average_drop_increase(model: nn.Module, images: torch.Tensor, maps: torch.Te
         binary: soft ``phi_nu`` (kept pixels keep their map value) or binary top-x % mask.
         convention: ``"image"`` (default, L-CAM) or ``"normalized"`` (pytorch-grad-cam).
         batch_size: chunk size of the forward passes.
+        original: optional ``[N]`` probabilities ``Y`` in ``[0, 1]`` already computed for these
+            images and targets (e.g. ``result["original"] / 100`` of another method's call),
+            so that comparing several methods does not repeat the unmasked forward.
 
     The original image is forwarded once per chunk, not once per fraction.
 
@@ -176,7 +182,7 @@ def average_drop_increase(model: nn.Module, images: torch.Tensor, maps: torch.Te
     """
     fr = _check_fractions(fractions)
     binary = bool(binary)
-    y, o = _probabilities(model, images, maps, targets, fr, (binary,), convention, batch_size)
+    y, o = _probabilities(model, images, maps, targets, fr, (binary,), convention, batch_size, original)
     return {
         "fractions": fr,
         "binary": binary,
