@@ -131,7 +131,7 @@ def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | P
         if epoch < start:
             continue
         attention.train()
-        sums = {"loss": 0.0, "ce": 0.0, "area": 0.0, "tv": 0.0}
+        sums = {"loss": 0.0, "ce": 0.0, "area": 0.0, "tv": 0.0}  # device tensors after the first step
         steps = range(0, len(order), config.batch_size)
         bar = tqdm(steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=not progress)
         for i in bar:
@@ -144,9 +144,10 @@ def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | P
             terms["loss"].backward()
             optimizer.step()
             for key in sums:
-                sums[key] += float(terms[key]) * len(idx)
-            bar.set_postfix({k: f"{float(v):.3f}" for k, v in terms.items()})
-        history.append({"epoch": epoch + 1, **{k: v / len(order) for k, v in sums.items()}})
+                sums[key] = sums[key] + terms[key].detach() * len(idx)
+            if (i // config.batch_size) % 10 == 0:  # reading the loss syncs the device: not every step
+                bar.set_postfix({k: f"{float(v):.3f}" for k, v in terms.items()})
+        history.append({"epoch": epoch + 1, **{k: float(v) / len(order) for k, v in sums.items()}})
         attention.eval()
         if partial is not None:
             _atomic_save(_checkpoint(attention, optimizer, config, epoch + 1, history), partial)
