@@ -146,7 +146,7 @@ def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | P
             for key in sums:
                 sums[key] = sums[key] + terms[key].detach() * len(idx)
             if (i // config.batch_size) % 10 == 0:  # reading the loss syncs the device: not every step
-                bar.set_postfix({k: f"{float(v):.3f}" for k, v in terms.items()})
+                bar.set_postfix({k: f"{float(v.detach()):.3f}" for k, v in terms.items()})
         history.append({"epoch": epoch + 1, **{k: float(v) / len(order) for k, v in sums.items()}})
         attention.eval()
         if partial is not None:
