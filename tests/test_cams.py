@@ -113,8 +113,9 @@ def test_bad_images_and_targets():
 def test_constant_map_gives_zeros_not_nan():
     model = tiny_model()
     black = torch.zeros(2, 3, 4, 4)
-    for method in (GradCAM, GradCAMPlusPlus, XGradCAM, SmoothGradCAMPlusPlus):
-        maps = method(model)(black)
+    methods = (GradCAM(model), GradCAMPlusPlus(model), XGradCAM(model), SmoothGradCAMPlusPlus(model, noise_std=0.0))
+    for method in methods:
+        maps = method(black)
         assert torch.isfinite(maps).all(), method.name
         assert (maps == 0).all(), method.name
     maps = AMGradCAM(model, ParameterFreeAttention())(black)
@@ -207,3 +208,13 @@ def test_lite0_maps_are_class_discriminative(lite0, photos):
     a, b = GradCAM(lite0)(cat, 281), GradCAM(lite0)(cat, 967)
     corr = np.corrcoef(a.flatten().numpy(), b.flatten().numpy())[0, 1]
     assert corr < 0.9
+
+
+def test_smoothgradcampp_differs_from_gradcampp_on_a_gap_head():
+    # Gradients at a GAP + linear head do not depend on the input: only noisy *activations*
+    # can make SmoothGrad-CAM++ differ from Grad-CAM++ (see the class docstring).
+    model = tiny_model()
+    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    smooth = SmoothGradCAMPlusPlus(model, noise_std=0.5, n_samples=8)(x, 2, size=None)
+    assert not torch.allclose(smooth, GradCAMPlusPlus(model)(x, 2, size=None))
+    assert SmoothGradCAMPlusPlus(model)(x.repeat(3, 1, 1, 1), "top2").shape == (3, 2, 4, 4)

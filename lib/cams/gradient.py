@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..maps import minmax_normalize, upsample
-from .hooks import Captured, capture_layer, forward_with_gradients
+from .hooks import Captured, forward_with_gradients
 from .targets import Targets, is_topk, resolve_targets
 
 __all__ = [
@@ -145,15 +145,22 @@ class XGradCAM(_CombineCAM):
 
 
 class SmoothGradCAMPlusPlus(CAM):
-    """SmoothGrad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with gradients averaged over noisy inputs.
+    """SmoothGrad-CAM++ (Omeiza et al. 2019): Grad-CAM++ maps averaged over noisy copies.
 
-    ``D^p = 1/n sum_s (dy/dA(x + eps_s))^p`` for p = 1, 2, 3;
-    ``alpha = D^2 / (2 D^2 + sum_ab A_ab D^3)``, ``w_k = sum_ij alpha_ij ReLU(D^1_ij)``, with the
-    activations ``A`` of the clean image.  Interpretation (PROTOCOLS.md: UCAG uses TorchCAM's):
-    ``n_samples = 4`` and Gaussian noise of standard deviation ``0.3`` *in the normalised
-    tensor* (TorchCAM's defaults), i.e. ``0.3 * std_c`` per channel on the [0, 1] image.  TorchCAM
-    weights with the ReLU of the *last* sample's gradient; we use the mean gradient ``D^1`` as in
-    Omeiza et al.  Noise is drawn from a seeded generator, so maps are reproducible.
+    ``M(x) = 1/n sum_s GradCAM++(x + eps_s)`` (SmoothGrad's definition, Smilkov et al. 2017,
+    applied to Grad-CAM++): each noisy copy gets its own activations *and* gradients, and the raw
+    maps are averaged before the one min-max normalisation.
+
+    Why not TorchCAM's variant (activations of the clean image, only the gradient powers
+    averaged)?  On a head of global average pooling + linear layer (EfficientNet-Lite, ResNet-50)
+    the gradient of a class score w.r.t. the last feature maps is ``W_c / Z`` whatever the input,
+    so averaging gradients over noise changes nothing and that variant *is* Grad-CAM++ exactly,
+    which cannot be how the papers got different numbers for the two.
+
+    Noise: ``n_samples = 4`` Gaussian copies with standard deviation ``0.3`` *in the normalised
+    tensor* (TorchCAM's defaults, the ones UCAG uses), i.e. ``0.3 * std_c`` per channel on the
+    [0, 1] image, from a seeded generator so maps are reproducible.  The noisy copies of a batch
+    go through the network together (one forward and backward for all of them).
     """
 
     name = "SmoothGrad-CAM++"
@@ -169,22 +176,16 @@ class SmoothGradCAMPlusPlus(CAM):
 
     def raw(self, images, targets="predicted"):
         model = self.model
-        with capture_layer(model, self.target_layer, with_grad=False) as cap, torch.no_grad():
-            logits = model(images)
-            activations = cap.require()
-        target_ids = resolve_targets(logits, targets)
+        with torch.no_grad():
+            target_ids = resolve_targets(model(images), targets)
         std = torch.as_tensor(model.preprocess.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         generator = torch.Generator(device=images.device).manual_seed(self.seed)
-        d1 = d2 = d3 = 0.0
-        for _ in range(self.n_samples):
-            noise = torch.randn(images.shape, generator=generator, device=images.device, dtype=images.dtype)
-            noisy = images + self.noise_std * std * noise
-            g = forward_with_gradients(model, noisy, target_ids, self.target_layer)
-            d1, d2, d3 = d1 + g.gradients, d2 + g.gradients.pow(2), d3 + g.gradients.pow(3)
-        d1, d2, d3 = d1 / self.n_samples, d2 / self.n_samples, d3 / self.n_samples
-        alpha = gradcampp_alpha(activations, d2, d3)
-        maps = weighted_sum(activations, (alpha * F.relu(d1)).sum((-2, -1)))
-        return maps, target_ids
+        noise = torch.randn((self.n_samples, *images.shape), generator=generator, device=images.device,
+                            dtype=images.dtype)
+        noisy = (images.unsqueeze(0) + self.noise_std * std * noise).flatten(0, 1)  # [n*N, 3, H, W]
+        captured = forward_with_gradients(model, noisy, target_ids.repeat(self.n_samples, 1), self.target_layer)
+        maps = gradcampp_map(captured.activations, captured.gradients)  # [K, n*N, h, w]
+        return maps.unflatten(1, (self.n_samples, images.shape[0])).mean(1), target_ids
 
 
 def _check_images(images: torch.Tensor, model: nn.Module) -> None:
