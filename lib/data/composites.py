@@ -37,8 +37,8 @@ class Composite:
     name: str = "composite"
 
 
-def _as_photo(photo: PhotoLike, default_name: str) -> Photo:
-    """``photo`` as a :class:`Photo` (an ``(image, label)`` pair is named ``default_name``)."""
+def _as_photo(photo: PhotoLike) -> Photo:
+    """``photo`` as a :class:`Photo` (an ``(image, label)`` pair is named ``class<label>``)."""
     if isinstance(photo, Photo):
         return photo
     try:
@@ -47,7 +47,7 @@ def _as_photo(photo: PhotoLike, default_name: str) -> Photo:
         raise TypeError(f"Expected a Photo or an (image, label) pair, got {type(photo).__name__}") from None
     if not isinstance(image, Image.Image):
         raise TypeError(f"Expected a PIL image in the (image, label) pair, got {type(image).__name__}")
-    return Photo(default_name, image, label)
+    return Photo(f"class{label}", image, label)
 
 
 def _grey(background: float | Sequence[float]) -> tuple[int, int, int]:
@@ -76,7 +76,7 @@ def make_composite(photo_a: PhotoLike, photo_b: PhotoLike, size: int = 448, back
     if int(size) < 2:
         raise ValueError(f"size must be at least 2 pixels, got {size}")
     size = int(size)
-    a, b = _as_photo(photo_a, "a"), _as_photo(photo_b, "b")
+    a, b = _as_photo(photo_a), _as_photo(photo_b)
     tile = size // 2
     canvas = Image.new("RGB", (size, size), _grey(background))
     tile_top = (size - tile) // 2
@@ -95,7 +95,7 @@ class CompositeDataset(Dataset):
     """Composites of ``pairs`` as :class:`Sample`: both boxes, ``box_labels`` the two labels.
 
     ``Sample.label`` is the left photo's label.  Ids are ``"<name a>+<name b>"`` (photo names;
-    ``a``/``b`` for bare ``(image, label)`` pairs), made unique with a ``#<index>`` suffix.
+    ``class<label>`` for bare ``(image, label)`` pairs), made unique with a ``#<index>`` suffix.
     Composites are built when read, so a data set of many pairs is cheap to hold.
     """
 
@@ -107,7 +107,7 @@ class CompositeDataset(Dataset):
         background: float = 0.5,
     ) -> None:
         self.preprocess = preprocess
-        self.pairs = [(_as_photo(a, "a"), _as_photo(b, "b")) for a, b in pairs]
+        self.pairs = [(_as_photo(a), _as_photo(b)) for a, b in pairs]
         self.size = size
         self.background = background
         _grey(background)  # validate now, not when reading
