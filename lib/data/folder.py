@@ -131,9 +131,15 @@ def _scan_class_folders(root: Path) -> tuple[list[str], dict[str, int], dict[str
     folders = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     wnids = [f for f in folders if _WNID.match(f)]
     if not wnids:
+        flat = any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in os.scandir(root))
+        hint = (
+            " Its images lie directly in it: sort a flat ILSVRC2012 val folder into class folders with "
+            "torchvision.datasets.ImageNet(ROOT, split='val')." if flat else ""
+        )
         raise DataDirError(
             f"{root} has no labels.csv and no <wnid>/ class folders (n01440764, ...). Give it either layout: "
             "labels.csv + images/ (the sample layout), or one folder per ImageNet class (see data/README.md)."
+            + hint
         )
     others = [f for f in folders if f not in wnids]
     if others:

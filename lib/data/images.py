@@ -16,6 +16,7 @@ __all__ = ["ImageReadError", "load_rgb", "to_rgb"]
 log = get_logger(__name__)
 
 _FIX = "re-copy the file from its source (check it with SHA256SUMS), or remove its row from labels.csv"
+_warned_truncated = False
 _HIGH_BIT_MODES = {"I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
@@ -72,8 +73,10 @@ def load_rgb(path: str | Path) -> Image.Image:
     naming the file and the fix; non-RGB images are converted (see :func:`to_rgb`).
     """
     path = Path(path)
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set: truncated files will not be detected")
+    global _warned_truncated
+    if ImageFile.LOAD_TRUNCATED_IMAGES and not _warned_truncated:
+        _warned_truncated = True
+        log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set (by some other code): truncated files will not be detected")
     try:
         with warnings.catch_warnings():
             # PIL warns (rather than fails) on some corrupt EXIF data; that is harmless here.
