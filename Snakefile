@@ -64,9 +64,11 @@ def checkpoint_path(model):
     return f"{RESULTS}/checkpoints/am_gradcam_{model}.pt"
 
 
-# With --use-conda, jobs run in the named environment that environment.yml creates
-# (`conda env create -f environment.yml`); `make pipeline` uses .venv and ignores this.
-CONDA_ENV = "cam-compendium"
+# With --use-conda, jobs run in the environment of config/envs/compendium.yml (the dependencies
+# of pyproject.toml; `lib` comes from the checkout through PYTHONPATH); `make pipeline` uses .venv
+# and ignores this. A file, not a named environment: Snakemake would call `conda` to export a
+# named one even without --use-conda, and fail where conda is not installed.
+CONDA_ENV = "config/envs/compendium.yml"
 
 NB01 = config["notebook01"]
 NB01_FIGURES = f"{FIGURES}/01"
@@ -100,6 +102,7 @@ rule train_am_gradcam:
     benchmark:
         f"{RESULTS}/benchmarks/train_am_gradcam_{{model}}.tsv"
     params:
+        repo=str(REPO),  # on PYTHONPATH: jobs import lib from this checkout (also under --use-conda)
         data_dir=data_root(),
         train_dir=NB01["train_dir"],
         epochs=NB01["train_epochs"],
@@ -113,7 +116,7 @@ rule train_am_gradcam:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
         " --model {wildcards.model:q} --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
         " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
         " --seed {params.seed} --device {params.device:q} --out {output.checkpoint:q}"
@@ -135,6 +138,7 @@ rule notebook_01:
     benchmark:
         f"{RESULTS}/benchmarks/notebook_01.tsv"
     params:
+        repo=str(REPO),
         # papermill runs the notebook in notebooks/ (as Jupyter and nbval do); paths are absolute.
         cwd=lambda wildcards, input: os.path.dirname(input.notebook),
         papermill=lambda wildcards, input, output: papermill_params(
@@ -160,6 +164,6 @@ rule notebook_01:
     conda:
         CONDA_ENV
     shell:
-        "OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
         " --cwd {params.cwd:q} --kernel python3 --log-output --no-progress-bar"
         " {params.papermill} > {log:q} 2>&1"

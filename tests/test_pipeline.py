@@ -50,7 +50,8 @@ def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.C
 
 
 def dry_run(*args: str, env: dict[str, str] | None = None) -> str:
-    proc = run_snakemake("--dry-run", "--forceall", "--nolock", "--printshellcmds", "--cores", "1", *args, env=env)
+    proc = run_snakemake("--dry-run", "--forceall", "--nolock", "--rerun-incomplete", "--printshellcmds", "--cores", "1",
+                         *args, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"dry run failed ({proc.returncode}):\n{out}"
     return out
