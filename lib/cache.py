@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["DiskCache", "cache_key"]
+__all__ = ["DiskCache", "cache_key", "cached_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +59,22 @@ class DiskCache:
         value = compute()
         self.save(key, value)
         return value
+
+
+def cached_maps(cache: DiskCache, compute: Callable[[list[str]], torch.Tensor], image_ids: list[str],
+                **key: Any) -> torch.Tensor:
+    """Maps ``[N, ...]`` for ``image_ids``, computing only the images not cached yet.
+
+    Each image's map is one entry keyed by ``key`` (model, method, parameters, ...) and its id,
+    so a different subset, order or batch size reuses what is there.  ``compute(missing_ids)``
+    returns the maps of the missing ids in that order.
+    """
+    keys = [cache_key(image_id=i, **key) for i in image_ids]
+    missing = [i for i, k in zip(image_ids, keys) if k not in cache]
+    if missing:
+        fresh = compute(missing)
+        if len(fresh) != len(missing):
+            raise ValueError(f"compute returned {len(fresh)} maps for {len(missing)} images")
+        for image_id, m in zip(missing, fresh):
+            cache.save(cache_key(image_id=image_id, **key), m.detach().cpu().clone())
+    return torch.stack([cache.load(k) for k in keys])
