@@ -94,6 +94,7 @@ class CAM:
     """Base class: holds the model and target layer; subclasses define :meth:`maps_from`."""
 
     name = "cam"
+    forward_passes = 1  # forward passes of the network per image (one backward each for gradient CAMs)
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None):
         self.model = model
@@ -173,6 +174,10 @@ class SmoothGradCAMPlusPlus(CAM):
         self.n_samples = n_samples
         self.noise_std = noise_std
         self.seed = seed
+
+    @property
+    def forward_passes(self) -> int:
+        return self.n_samples + 1  # the clean pass picks the targets
 
     def raw(self, images, targets="predicted"):
         model = self.model
