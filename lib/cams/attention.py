@@ -130,8 +130,8 @@ class AMGradCAM(CAM):
     name = "AM-Grad-CAM"
 
     def __init__(self, model: nn.Module, attention: nn.Module | None = None,
-                 target_layer: str | nn.Module | None = None):
-        super().__init__(model, target_layer)
+                 target_layer: str | nn.Module | None = None, *, precision: str = "fp32"):
+        super().__init__(model, target_layer, precision=precision)
         attention = ParameterFreeAttention() if attention is None else attention
         self.attention = attention.to(next(model.parameters()).device).eval()
 

@@ -96,9 +96,10 @@ class CAM:
     name = "cam"
     forward_passes = 1  # forward passes of the network per image (one backward each for gradient CAMs)
 
-    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None):
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None, *, precision: str = "fp32"):
         self.model = model
         self.target_layer = target_layer
+        self.precision = precision  # "fp32" (reference) or "bf16" (autocast forward; see forward_with_gradients)
 
     def maps_from(self, captured: Captured) -> torch.Tensor:
         """Raw maps ``[K, N, h, w]`` from one :func:`forward_with_gradients` capture."""
@@ -106,7 +107,7 @@ class CAM:
 
     def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps ``[K, N, h, w]`` and target ids ``[N, K]``."""
-        captured = forward_with_gradients(self.model, images, targets, self.target_layer)
+        captured = forward_with_gradients(self.model, images, targets, self.target_layer, self.precision)
         return self.maps_from(captured), captured.targets
 
     def __call__(self, images: torch.Tensor, targets: Targets = "predicted",
@@ -167,8 +168,8 @@ class SmoothGradCAMPlusPlus(CAM):
     name = "SmoothGrad-CAM++"
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None,
-                 n_samples: int = 4, noise_std: float = 0.3, seed: int = 0):
-        super().__init__(model, target_layer)
+                 n_samples: int = 4, noise_std: float = 0.3, seed: int = 0, *, precision: str = "fp32"):
+        super().__init__(model, target_layer, precision=precision)
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}.")
         self.n_samples = n_samples
@@ -188,7 +189,8 @@ class SmoothGradCAMPlusPlus(CAM):
         noise = torch.randn((self.n_samples, *images.shape), generator=generator, device=images.device,
                             dtype=images.dtype)
         noisy = (images.unsqueeze(0) + self.noise_std * std * noise).flatten(0, 1)  # [n*N, 3, H, W]
-        captured = forward_with_gradients(model, noisy, target_ids.repeat(self.n_samples, 1), self.target_layer)
+        captured = forward_with_gradients(model, noisy, target_ids.repeat(self.n_samples, 1), self.target_layer,
+                                          self.precision)
         maps = gradcampp_map(captured.activations, captured.gradients)  # [K, n*N, h, w]
         return maps.unflatten(1, (self.n_samples, images.shape[0])).mean(1), target_ids
 

@@ -24,7 +24,7 @@ from torch import nn
 from ..models import resolve_layer
 from .targets import resolve_targets
 
-__all__ = ["LayerCapture", "capture_layer", "forward_with_gradients", "Captured"]
+__all__ = ["LayerCapture", "capture_layer", "forward_with_gradients", "Captured", "PRECISIONS"]
 
 
 class LayerCapture:
@@ -90,15 +90,21 @@ class Captured:
 
 
 def forward_with_gradients(model: nn.Module, images: torch.Tensor, targets="predicted",
-                           layer: str | nn.Module | None = None) -> Captured:
+                           layer: str | nn.Module | None = None, precision: str = "fp32") -> Captured:
     """One forward pass and one backward per target column: activations and d(logit)/dA.
 
     ``targets`` as in :func:`lib.cams.targets.resolve_targets`.  Gradients are of the raw class
     score (the logit, before softmax), as in Grad-CAM Eq. 1.  Batched: the scores of all images
     are summed before the backward pass, which is exact because images do not interact in eval
     mode.
+
+    ``precision="bf16"`` runs the forward pass under bfloat16 autocast (the fast path on GPUs);
+    activations, gradients and logits are returned in float32 either way, so everything computed
+    from them (the maps) is fp32 arithmetic on bf16-rounded inputs.
     """
-    with capture_layer(model, layer) as cap, torch.enable_grad():
+    bf16 = _check_precision(precision)
+    with capture_layer(model, layer) as cap, torch.enable_grad(), \
+            torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(images)
         leaf = cap.require()
         target_ids = resolve_targets(logits, targets)
@@ -108,4 +114,13 @@ def forward_with_gradients(model: nn.Module, images: torch.Tensor, targets="pred
             score = logits.gather(1, target_ids[:, j : j + 1]).sum()
             (g,) = torch.autograd.grad(score, leaf, retain_graph=j < k - 1)
             grads.append(g)
-    return Captured(leaf.detach(), torch.stack(grads), logits.detach(), target_ids)
+    return Captured(leaf.detach().float(), torch.stack(grads).float(), logits.detach().float(), target_ids)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def _check_precision(precision: str) -> bool:
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}. Fix: use one of {', '.join(PRECISIONS)}.")
+    return precision == "bf16"
