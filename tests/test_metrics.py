@@ -301,3 +301,14 @@ def test_precomputed_original_gives_the_same_result():
     assert len(calls) == 2 * 3  # 2 fractions x 3 chunks: no unmasked forward
     for f in (0.5, 0.15):
         assert torch.allclose(a["drop"][f], b["drop"][f]) and torch.equal(a["increase"][f], b["increase"][f])
+
+
+def test_bf16_path_close_to_fp32():
+    model, images, maps, targets = random_setup()
+    a = average_drop_increase(model, images, maps, targets, (1.0, 0.5), False)
+    b = average_drop_increase(model, images, maps, targets, (1.0, 0.5), False, precision="bf16")
+    for f in (1.0, 0.5):
+        assert b["score"][f].dtype == torch.float32
+        assert torch.allclose(a["score"][f], b["score"][f], atol=2.0)  # percentage points
+    with pytest.raises(ValueError, match="precision"):
+        average_drop_increase(model, images, maps, targets, precision="fp16")

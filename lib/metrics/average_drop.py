@@ -152,7 +152,7 @@ def average_drop_increase(model: nn.Module, images: torch.Tensor, maps: torch.Te
                           targets: torch.Tensor | Sequence[int],
                           fractions: Sequence[float] = (1.0, 0.5, 0.15), binary: bool = False,
                           convention: str = "image", batch_size: int = 64,
-                          original: torch.Tensor | None = None) -> dict[str, Any]:
+                          original: torch.Tensor | None = None, precision: str = "fp32") -> dict[str, Any]:
     """Per-image Average Drop / Increase in Confidence terms for each ``phi_nu`` fraction.
 
     Args:
@@ -169,6 +169,8 @@ def average_drop_increase(model: nn.Module, images: torch.Tensor, maps: torch.Te
         original: optional ``[N]`` probabilities ``Y`` in ``[0, 1]`` already computed for these
             images and targets (e.g. ``result["original"] / 100`` of another method's call),
             so that comparing several methods does not repeat the unmasked forward.
+        precision: ``"fp32"`` (reference) or ``"bf16"``: the forward passes run under bfloat16
+            autocast (the GPU fast path); probabilities are computed in float32 from the logits.
 
     The original image is forwarded once per chunk, not once per fraction.
 
@@ -182,7 +184,11 @@ def average_drop_increase(model: nn.Module, images: torch.Tensor, maps: torch.Te
     """
     fr = _check_fractions(fractions)
     binary = bool(binary)
-    y, o = _probabilities(model, images, maps, targets, fr, (binary,), convention, batch_size, original)
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"Unknown precision {precision!r}. Fix: use 'fp32' or 'bf16'.")
+    with torch.autocast(model_device(model, images.device).type, dtype=torch.bfloat16,
+                        enabled=precision == "bf16"):
+        y, o = _probabilities(model, images, maps, targets, fr, (binary,), convention, batch_size, original)
     return {
         "fractions": fr,
         "binary": binary,
