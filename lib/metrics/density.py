@@ -1,0 +1,94 @@
+"""Positive and negative map densities (CAMERAS, Jalwana et al. 2021; UCAG Table 5).
+
+With ``M`` the saliency map (``[0, 1]``, image size), ``X`` the image, ``f`` the classifier and
+``psi`` the softmax probability of the class::
+
+    rho+ = psi(f(M (x) X))       * (h * w) / sum_ij M_ij            (higher is better)
+    rho- = psi(f((1 - M) (x) X)) * (h * w) / sum_ij (1 - M_ij)      (lower is better)
+
+No public code exists (PROTOCOLS "Metrics"). Our reading:
+
+* ``M (x) X`` uses the same masking conventions as AD / IC (:mod:`lib.metrics.masking`):
+  ``"image"`` (default) multiplies the ``[0, 1]`` image, so muted pixels are black;
+  ``"normalized"`` multiplies the normalised tensor, muted pixels are the dataset mean.
+* ``M`` is the soft map as given (already min-max normalised; not binarised, not ``phi_nu``).
+  ``(h * w) / sum M`` is one over the map's mean, so ``rho+`` is the class probability per unit
+  of mean saliency: a sparse map that keeps the score scores high.
+* Zero sums: an all-zero map has ``sum M = 0`` and an all-one map ``sum (1 - M) = 0``; the
+  corresponding density is defined as 0 (nothing is kept, no density), never inf or NaN. Very
+  small sums are kept as they are (densities up to ``h * w`` are possible).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .masking import _check_batch_size, check_convention, chunks, masked_forward, model_device
+
+__all__ = ["map_density"]
+
+_MAP_TOL = 1e-4
+
+
+def _density(prob: torch.Tensor, mass: torch.Tensor, num_pixels: int) -> torch.Tensor:
+    safe = torch.where(mass > 0, mass, torch.ones_like(mass))
+    return torch.where(mass > 0, prob * num_pixels / safe, torch.zeros_like(prob))
+
+
+def map_density(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
+                targets: torch.Tensor | Sequence[int], convention: str = "image",
+                batch_size: int = 64) -> dict[str, torch.Tensor]:
+    """Per-image positive / negative map densities (see the module docstring).
+
+    Args:
+        model: classifier (``model(x) == model.net(model.normalize(x))``, ``[0, 1]`` images).
+        images: ``[N, 3, H, W]`` images in ``[0, 1]``.
+        maps: ``[N, H, W]`` maps in ``[0, 1]`` of the image size (values outside raise).
+        targets: ``[N]`` class per image.
+        convention: ``"image"`` (default, like AD / IC) or ``"normalized"``.
+        batch_size: images per chunk; each chunk is one forward pass of ``2 * batch_size``
+            inputs (``M (x) X`` and ``(1 - M) (x) X`` together).
+
+    Returns:
+        ``{"positive": rho+ [N], "negative": rho- [N], "score_positive": psi(f(M X)) [N],
+        "score_negative": psi(f((1 - M) X)) [N]}``, float32 on the model's device (no NaN).
+    """
+    check_convention(convention)
+    _check_batch_size(batch_size)
+    if images.dim() != 4:
+        raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
+    if maps.dim() != 3 or maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
+        raise ValueError(f"maps must be [N, H, W] matching images {tuple(images.shape)}, got {tuple(maps.shape)}")
+    n = images.shape[0]
+    if n == 0:
+        raise ValueError("images is empty (N = 0)")
+    if not bool(torch.isfinite(maps).all()):
+        raise ValueError("maps contain NaN or inf")
+    lo, hi = torch.aminmax(maps)
+    if bool(lo < -_MAP_TOL) or bool(hi > 1 + _MAP_TOL):
+        raise ValueError("maps must be in [0, 1] (use lib.metrics.minmax_normalize), "
+                         f"got range [{float(lo):.4g}, {float(hi):.4g}]")
+    device = model_device(model, images.device)
+    t_all = torch.as_tensor(targets, device=device).long().reshape(-1)
+    if t_all.numel() != n:
+        raise ValueError(f"targets must have one class per image ({n}), got {t_all.numel()}")
+    num_pixels = maps.shape[-2] * maps.shape[-1]
+    pos, neg, mass_pos, mass_neg = [], [], [], []
+    with torch.no_grad():
+        for sl in chunks(n, batch_size):
+            x = images[sl].to(device)
+            m = maps[sl].to(device=device, dtype=x.dtype).clamp(0, 1).unsqueeze(1)
+            t = t_all[sl, None]
+            both = masked_forward(model, torch.cat([x, x]), torch.cat([m, 1 - m]), convention)
+            p = torch.softmax(both.float(), dim=1)
+            pos.append(p[: x.shape[0]].gather(1, t).squeeze(1))
+            neg.append(p[x.shape[0]:].gather(1, t).squeeze(1))
+            mass_pos.append(m.float().flatten(1).sum(1))
+            mass_neg.append((1 - m.float()).flatten(1).sum(1))
+    s_pos, s_neg = torch.cat(pos), torch.cat(neg)
+    return {"positive": _density(s_pos, torch.cat(mass_pos), num_pixels),
+            "negative": _density(s_neg, torch.cat(mass_neg), num_pixels),
+            "score_positive": s_pos, "score_negative": s_neg}
