@@ -1,0 +1,131 @@
+"""RISE (Petsiuk, Das & Saenko, BMVC 2018): saliency as the score-weighted mean of random masks.
+
+Masks, exactly as the authors' ``generate_masks`` (github.com/eclique/RISE, ``explanations.py``):
+
+1. ``n_masks`` binary grids ``s x s``, each cell 1 with probability ``p1``;
+2. each grid is upsampled bilinearly to ``(s + 1) * cell`` pixels, ``cell = ceil(H / s)``
+   (skimage ``resize(order=1, mode="reflect", anti_aliasing=False)``: pixel-centre aligned,
+   mirrored borders; here: mirror-pad the grid by one cell, ``F.interpolate`` with
+   ``align_corners=False``, and drop the padding, which is the same arithmetic);
+3. a random shift ``(dx, dy)``, each uniform in ``0 .. cell - 1``, picks the ``H x W`` crop.
+
+Saliency for class ``c``: ``S_c = 1 / (n_masks * p1) * sum_i P(c | x * M_i) M_i`` with softmax
+probabilities.  The masks are drawn on the model's device from a ``torch.Generator`` seeded with
+``seed`` (grids and shifts first, all at once, so the masks do not depend on ``batch_size``; the
+same seed gives the same masks on the same kind of device, and the same masks for every image).
+They are upsampled chunk by chunk, never all held in memory.  The authors multiply the
+*normalised* tensor (``convention="normalized"``); the default ``"image"`` multiplies the
+``[0, 1]`` image (black where masked, as in the AD/IC protocol).
+
+No target layer (``target_layer`` is accepted and ignored, for the shared call shape).  Cost:
+``n_masks`` masked forward passes per image plus one unmasked pass for the targets (the papers use
+4000 for VGG-16 and 8000 for ResNet-50).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .perturbation import PerturbationCAM
+from .targets import Targets, resolve_targets
+
+__all__ = ["RISE", "rise_grids", "rise_masks"]
+
+
+def rise_grids(n_masks: int, s: int, p1: float, size: tuple[int, int], seed: int = 0,
+               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded binary grids ``[n, s, s]`` (float) and shifts ``[n, 2]`` (long) for masks of ``size``."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    grids = (torch.rand(n_masks, s, s, generator=generator, device=device) < p1).float()
+    cells = [math.ceil(side / s) for side in size]
+    shifts = torch.stack(
+        [torch.randint(0, cell, (n_masks,), generator=generator, device=device) for cell in cells], dim=1
+    )
+    return grids, shifts
+
+
+def rise_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Masks ``[n, H, W]`` in [0, 1] from grids ``[n, s, s]`` and shifts ``[n, 2]`` (see the module doc)."""
+    n, s = grids.shape[0], grids.shape[-1]
+    (height, width), device = size, grids.device
+    cell_h, cell_w = math.ceil(height / s), math.ceil(width / s)
+    # mirror-pad one cell (skimage's mode="reflect"), so the (s+1)*cell upsampling sits at offset (cell_h, cell_w)
+    mode = "reflect" if s >= 2 else "replicate"
+    padded = F.pad(grids[:, None], (1, 1, 1, 1), mode=mode)
+    up = F.interpolate(padded, size=((s + 2) * cell_h, (s + 2) * cell_w), mode="bilinear", align_corners=False)[:, 0]
+    rows = (cell_h + shifts[:, 0])[:, None] + torch.arange(height, device=device)  # [n, H]
+    cols = (cell_w + shifts[:, 1])[:, None] + torch.arange(width, device=device)  # [n, W]
+    return up[torch.arange(n, device=device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+class RISE(PerturbationCAM):
+    """Randomized Input Sampling for Explanation; see the module docstring.
+
+    Args:
+        model: a classifier taking ``[0, 1]`` images.
+        target_layer: ignored (RISE looks only at inputs and outputs).
+        n_masks: number of random masks ``N`` (4000 in the paper for VGG-16, 8000 for ResNet-50).
+        s: grid size (7).
+        p1: probability of a grid cell being kept (0.5).
+        seed: seed of the mask generator.
+        batch_size: masked inputs per forward pass (default 32 on the CPU, 256 on CUDA).
+        precision: ``"fp32"`` or ``"bf16"`` (CUDA only).
+        convention: ``"image"`` or ``"normalized"`` (the authors' code), see :mod:`lib.cams.perturbation`.
+        progress: tqdm bar over the masked passes (``None``: when a call runs >= 512 of them).
+    """
+
+    name = "RISE"
+
+    def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None, n_masks: int = 4000,
+                 s: int = 7, p1: float = 0.5, *, seed: int = 0, batch_size: int | None = None,
+                 precision: str = "fp32", convention: str = "image", progress: bool | None = None):
+        if isinstance(target_layer, (int, float)) and not isinstance(target_layer, bool):
+            raise TypeError(f"RISE got {target_layer!r} as target_layer (RISE has none). Fix: RISE(model, n_masks={target_layer}).")
+        if n_masks < 1 or s < 1 or not 0.0 < p1 <= 1.0:
+            raise ValueError(f"RISE needs n_masks >= 1, s >= 1 and 0 < p1 <= 1; got {n_masks}, {s}, {p1}.")
+        super().__init__(model, None, batch_size=batch_size, precision=precision, convention=convention,
+                         progress=progress)
+        self.n_masks, self.s, self.p1, self.seed = n_masks, s, p1, seed
+
+    @property
+    def forward_passes(self) -> int:
+        """``n_masks + 1``: the masked passes plus the unmasked pass that picks the targets."""
+        return self.n_masks + 1
+
+    def generate_masks(self, size: tuple[int, int], device: torch.device | str | None = None,
+                       start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Masks ``start .. stop`` (default all) of this seed, ``[n, H, W]`` on ``device``."""
+        device = self.device if device is None else device
+        grids, shifts = rise_grids(self.n_masks, self.s, self.p1, size, self.seed, device)
+        return rise_masks(grids[start:stop], shifts[start:stop], size)
+
+    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw saliency ``[K, N, H, W]`` and target ids ``[N, K]``."""
+        with torch.no_grad():
+            device = images.device
+            size = tuple(images.shape[-2:])
+            with self._autocast(device):
+                logits = self.model(images).float()
+            ids = resolve_targets(logits, targets)  # [N, K]
+            grids, shifts = rise_grids(self.n_masks, self.s, self.p1, size, self.seed, device)
+            base = self._base(images)
+            n_img, m = images.shape[0], self.n_masks
+            saliency = torch.zeros(n_img, ids.shape[1], size[0] * size[1], device=device)
+
+            def scores(chunk: slice, n: int) -> torch.Tensor:
+                masks = rise_masks(grids[chunk], shifts[chunk], size)  # [b, H, W]
+                probs = self._logits(base[n : n + 1] * masks[:, None]).softmax(-1)
+                p = probs[:, ids[n]]  # [b, K]
+                saliency[n] += p.transpose(0, 1) @ masks.flatten(1)  # one deterministic matmul, no atomics
+                return p
+
+            with self._progress_bar(n_img * m, self.name) as bar:
+                for n in range(n_img):  # masks are regenerated per image chunk by chunk: cheap next to the forwards
+                    self._batched(functools.partial(scores, n=n), m, device, bar)
+            saliency = saliency / (m * self.p1)
+            return saliency.view(n_img, -1, *size).transpose(0, 1), ids
