@@ -74,13 +74,20 @@ def _flatten_boxes(boxes: _BoxList, box_labels: _BoxList, targets: torch.Tensor 
         if lab.reshape(-1).shape[0] != k:
             raise ValueError(f"image {i}: {k} boxes but {lab.numel()} box labels")
         counts.append(k)
-    all_boxes = torch.cat([b.reshape(-1, 4).to(device=device, dtype=torch.float64) for b in boxes])
-    all_labels = torch.cat([lab.reshape(-1).to(device=device, dtype=torch.long) for lab in box_labels])
+    all_boxes = _cat_to([b.reshape(-1, 4).double() for b in boxes], device)
+    all_labels = _cat_to([lab.reshape(-1).long() for lab in box_labels], device)
     owner = torch.repeat_interleave(torch.arange(n), torch.tensor(counts, dtype=torch.long)).to(device)
     ranges = box_pixel_ranges(all_boxes, height, width)
     nonempty = (ranges[:, 0] <= ranges[:, 2]) & (ranges[:, 1] <= ranges[:, 3])
     relevant = nonempty & (all_labels == t[owner])
     return ranges, owner, relevant, t
+
+
+def _cat_to(parts: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Concatenate where the parts live (one transfer), or part by part if their devices differ."""
+    if len({p.device for p in parts}) == 1:
+        return torch.cat(parts).to(device)
+    return torch.cat([p.to(device) for p in parts])
 
 
 def _per_image_any(flags: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
