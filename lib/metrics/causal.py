@@ -31,7 +31,7 @@ Spaces (``convention``):
   the zero substrate is black (as in the AD / IC "image" convention).
 
 The Gaussian blur is :func:`torchvision.transforms.functional.gaussian_blur` (reflect padding;
-RISE's ``conv2d`` pads with zeros, which darkens a 25-pixel border with kernel 51). With reflect
+RISE's ``conv2d`` pads with zeros, which pulls a 25-pixel border towards 0 with kernel 51). With reflect
 padding and a kernel that sums to one, blurring commutes with the per-channel affine
 normalisation, so ``"blur"`` gives the same mixture in both spaces.
 
