@@ -5,15 +5,18 @@ Masks, exactly as the authors' ``generate_masks`` (github.com/eclique/RISE, ``ex
 1. ``n_masks`` binary grids ``s x s``, each cell 1 with probability ``p1``;
 2. each grid is upsampled bilinearly to ``(s + 1) * cell`` pixels, ``cell = ceil(H / s)``
    (skimage ``resize(order=1, mode="reflect", anti_aliasing=False)``: pixel-centre aligned,
-   mirrored borders; here: mirror-pad the grid by one cell, ``F.interpolate`` with
-   ``align_corners=False``, and drop the padding, which is the same arithmetic);
+   mirrored borders; so each of the ``s`` cells spans ``(s + 1) / s * cell`` pixels);
 3. a random shift ``(dx, dy)``, each uniform in ``0 .. cell - 1``, picks the ``H x W`` crop.
+
+Steps 2-3 are computed as two small matrix products per mask (separable bilinear weights of the
+cropped rows and columns), equal to skimage's resize to float rounding
+(``tests/test_perturbation_cams.py`` checks it).
 
 Saliency for class ``c``: ``S_c = 1 / (n_masks * p1) * sum_i P(c | x * M_i) M_i`` with softmax
 probabilities.  The masks are drawn on the model's device from a ``torch.Generator`` seeded with
 ``seed`` (grids and shifts first, all at once, so the masks do not depend on ``batch_size``; the
 same seed gives the same masks on the same kind of device, and the same masks for every image).
-They are upsampled chunk by chunk, never all held in memory.  The authors multiply the
+They are built chunk by chunk, never all held in memory.  The authors multiply the
 *normalised* tensor (``convention="normalized"``); the default ``"image"`` multiplies the
 ``[0, 1]`` image (black where masked, as in the AD/IC protocol).
 
@@ -49,18 +52,41 @@ def rise_grids(n_masks: int, s: int, p1: float, size: tuple[int, int], seed: int
     return grids, shifts
 
 
+def _interpolation_matrices(offsets: torch.Tensor, length: int, s: int, up_len: int) -> torch.Tensor:
+    """``[n, length, s]`` weights of pixels ``offsets + 0 .. length-1`` of an ``s -> up_len`` bilinear resize.
+
+    Pixel-centre aligned (``src = (dst + 0.5) * s / up_len - 0.5``) with mirrored borders
+    (index ``-1`` reads cell 1, index ``s`` reads cell ``s - 2``): skimage's
+    ``resize(order=1, mode="reflect")``.
+    """
+    dst = offsets[:, None].double() + torch.arange(length, device=offsets.device, dtype=torch.float64)
+    src = (dst + 0.5) * (s / up_len) - 0.5
+    lo = src.floor()
+    frac = (src - lo).float()[..., None]
+    lo = lo.long()
+
+    def mirror(i: torch.Tensor) -> torch.Tensor:
+        if s == 1:
+            return torch.zeros_like(i)
+        i = i.abs()
+        return torch.where(i > s - 1, 2 * (s - 1) - i, i)
+
+    return F.one_hot(mirror(lo), s).float() * (1 - frac) + F.one_hot(mirror(lo + 1), s).float() * frac
+
+
 def rise_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Masks ``[n, H, W]`` in [0, 1] from grids ``[n, s, s]`` and shifts ``[n, 2]`` (see the module doc)."""
-    n, s = grids.shape[0], grids.shape[-1]
-    (height, width), device = size, grids.device
+    """Masks ``[n, H, W]`` in [0, 1] from grids ``[n, s, s]`` and shifts ``[n, 2]`` (see the module doc).
+
+    Bilinear resizing is separable, so each mask is ``Wy @ grid @ Wx^T`` with ``Wy [H, s]`` and
+    ``Wx [W, s]`` the interpolation weights of exactly the cropped rows and columns: the
+    ``(s + 1) * cell`` upsampled grid is never materialised.
+    """
+    s = grids.shape[-1]
+    height, width = size
     cell_h, cell_w = math.ceil(height / s), math.ceil(width / s)
-    # mirror-pad one cell (skimage's mode="reflect"), so the (s+1)*cell upsampling sits at offset (cell_h, cell_w)
-    mode = "reflect" if s >= 2 else "replicate"
-    padded = F.pad(grids[:, None], (1, 1, 1, 1), mode=mode)
-    up = F.interpolate(padded, size=((s + 2) * cell_h, (s + 2) * cell_w), mode="bilinear", align_corners=False)[:, 0]
-    rows = (cell_h + shifts[:, 0])[:, None] + torch.arange(height, device=device)  # [n, H]
-    cols = (cell_w + shifts[:, 1])[:, None] + torch.arange(width, device=device)  # [n, W]
-    return up[torch.arange(n, device=device)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    wy = _interpolation_matrices(shifts[:, 0], height, s, (s + 1) * cell_h)  # [n, H, s]
+    wx = _interpolation_matrices(shifts[:, 1], width, s, (s + 1) * cell_w)  # [n, W, s]
+    return wy @ grids @ wx.transpose(1, 2)
 
 
 class RISE(PerturbationCAM):
@@ -125,7 +151,7 @@ class RISE(PerturbationCAM):
                 return p
 
             with self._progress_bar(n_img * m, self.name) as bar:
-                for n in range(n_img):  # masks are regenerated per image chunk by chunk: cheap next to the forwards
+                for n in range(n_img):  # masks are rebuilt per image and chunk: cheap next to the forwards
                     self._batched(functools.partial(scores, n=n), m, device, bar)
             saliency = saliency / (m * self.p1)
             return saliency.view(n_img, -1, *size).transpose(0, 1), ids
