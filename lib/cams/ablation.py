@@ -98,7 +98,7 @@ class AblationCAM(PerturbationCAM):
             set_value(acts)
             try:
                 out = self._logits(dummy)
-            except RuntimeError as err:  # the network needs a larger input
+            except (RuntimeError, ValueError) as err:  # the network needs a larger input
                 log.debug("%s: tiny input %d failed (%s)", self.name, side, err)
                 continue
             finally:
