@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from lib.maps import minmax_normalize as minmax
 from lib.cams import GradCAM
 from lib.cams.activation import (EigenCAM, HiResCAM, LayerCAM, OriginalCAM, find_last_linear,
                                  principal_projection)
@@ -188,27 +189,6 @@ def test_constant_image_gives_zeros_and_hooks_are_removed():
 
 # --- real weights: equality with pytorch-grad-cam -----------------------------------------
 
-@pytest.fixture(scope="module")
-def lite0():
-    from lib.models import load_model
-
-    return load_model("efficientnet_lite0")
-
-
-@pytest.fixture(scope="module")
-def photos(lite0):
-    from PIL import Image
-    from skimage import data
-
-    arrays = [data.coffee(), data.chelsea(), data.rocket(), data.astronaut()]
-    return torch.stack([lite0.preprocess(Image.fromarray(a)) for a in arrays])
-
-
-def _minmax(t: torch.Tensor) -> torch.Tensor:
-    lo = t.amin((-2, -1), keepdim=True)
-    return (t - lo) / (t.amax((-2, -1), keepdim=True) - lo)
-
-
 def _peer(peer_cls, model, photos):
     layer = model.get_submodule(model.target_layer)
     model.requires_grad_(True)  # the peer back-propagates through the parameters
@@ -226,7 +206,7 @@ def test_equal_to_pytorch_grad_cam_on_lite0(lite0, photos, name):
 
     ours = {"LayerCAM": LayerCAM, "HiResCAM": HiResCAM, "EigenCAM": EigenCAM}[name](lite0)(photos)
     theirs = _peer(getattr(pgc, name), lite0, photos)
-    diff = (_minmax(ours) - _minmax(theirs)).abs().max().item()
+    diff = (minmax(ours) - minmax(theirs)).abs().max().item()
     assert diff <= 1e-3, f"{name}: max abs difference {diff:.2e}"
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from lib.maps import minmax_normalize as minmax
 from lib.cams import GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM, get_method
 from lib.cams.attention import AMGradCAM, ChannelSpatialAttention, ParameterFreeAttention
 from lib.models import Classifier
@@ -163,27 +164,6 @@ def test_am_gradcam_zero_init_equals_gradcam():
 
 # --- real weights -------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def lite0():
-    from lib.models import load_model
-
-    return load_model("efficientnet_lite0")
-
-
-@pytest.fixture(scope="module")
-def photos(lite0):
-    from PIL import Image
-    from skimage import data
-
-    arrays = [data.coffee(), data.chelsea(), data.rocket(), data.astronaut()]
-    return torch.stack([lite0.preprocess(Image.fromarray(a)) for a in arrays])
-
-
-def _minmax(t: torch.Tensor) -> torch.Tensor:
-    lo = t.amin((-2, -1), keepdim=True)
-    return (t - lo) / (t.amax((-2, -1), keepdim=True) - lo)
-
-
 @pytest.mark.parametrize("name", ["gradcam", "gradcam++", "xgradcam"])
 def test_equal_to_pytorch_grad_cam_on_lite0(lite0, photos, name):
     import pytorch_grad_cam as pgc
@@ -198,7 +178,7 @@ def test_equal_to_pytorch_grad_cam_on_lite0(lite0, photos, name):
     finally:
         lite0.requires_grad_(False)
         lite0.zero_grad(set_to_none=True)
-    diff = (_minmax(ours) - _minmax(theirs)).abs().max().item()
+    diff = (minmax(ours) - minmax(theirs)).abs().max().item()
     assert diff <= 1e-4, f"{name}: max abs difference {diff:.2e}"
 
 
@@ -229,7 +209,7 @@ def test_bf16_path_is_close_to_fp32_on_lite0(lite0, photos, name):
     fp32 = get_method(name, lite0)(photos)
     bf16 = get_method(name, lite0, precision="bf16")(photos)
     assert bf16.dtype == torch.float32
-    diff = (_minmax(fp32) - _minmax(bf16)).abs().max().item()
+    diff = (minmax(fp32) - minmax(bf16)).abs().max().item()
     assert diff <= 0.1, f"{name}: bf16 vs fp32 max abs difference {diff:.3f}"
 
 

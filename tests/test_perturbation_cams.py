@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.maps import minmax_normalize as minmax
 from lib.cams.ablation import AblationCAM
 from lib.cams.group import GroupCAM, group_maps
 from lib.cams.perturbation import gaussian_blur, gaussian_kernel1d
@@ -40,11 +41,6 @@ def quadrant_image() -> torch.Tensor:
     x[0, 0, :, :2] = 1.0
     x[0, 1, :2, :2] = 1.0
     return x
-
-
-def _minmax(t: torch.Tensor) -> torch.Tensor:
-    lo = t.amin((-2, -1), keepdim=True)
-    return (t - lo) / (t.amax((-2, -1), keepdim=True) - lo)
 
 
 # --- Score-CAM by hand --------------------------------------------------------------------------
@@ -380,13 +376,6 @@ def test_bf16_close_to_fp32_on_cuda():
 # --- real weights: EfficientNet-Lite0 beside pytorch-grad-cam ------------------------------------
 
 @pytest.fixture(scope="module")
-def lite0():
-    from lib.models import load_model
-
-    return load_model("efficientnet_lite0")
-
-
-@pytest.fixture(scope="module")
 def coffee(lite0):
     from PIL import Image
     from skimage import data
@@ -417,7 +406,7 @@ def test_scorecam_equals_pytorch_grad_cam_on_lite0(lite0, coffee):
     ours = ScoreCAM(lite0, baseline="pytorch-grad-cam", convention="normalized", batch_size=32, progress=False)(coffee)
     layer = lite0.get_submodule(lite0.target_layer)
     theirs = _peer(pgc.ScoreCAM, lite0.net, layer, lite0.normalize(coffee), 32)
-    diff = (_minmax(ours) - _minmax(theirs)).abs().max().item()
+    diff = (minmax(ours) - minmax(theirs)).abs().max().item()
     assert diff <= 1e-3, f"max abs difference {diff:.2e}"
 
 
@@ -428,7 +417,7 @@ def test_scorecam_image_convention_equals_pytorch_grad_cam_given_the_image(lite0
     ours = ScoreCAM(lite0, baseline="pytorch-grad-cam", batch_size=128)(coffee64)
     layer = lite0.get_submodule(lite0.target_layer)
     theirs = _peer(pgc.ScoreCAM, lite0, layer, coffee64, 128)
-    diff = (_minmax(ours) - _minmax(theirs)).abs().max().item()
+    diff = (minmax(ours) - minmax(theirs)).abs().max().item()
     assert diff <= 1e-3, f"max abs difference {diff:.2e}"
     normalised = ScoreCAM(lite0, baseline="pytorch-grad-cam", convention="normalized", batch_size=128)(coffee64)
     assert (normalised - ours).abs().max().item() > 1e-2  # the two conventions are different explanations
@@ -465,8 +454,8 @@ def test_scorecam_paper_and_torchcam_equal_their_reference_loops_on_lite0(lite0,
         torchcam = F.relu((cic.softmax(0)[:, None, None] * a).sum(0, keepdim=True))
     ours_paper = ScoreCAM(lite0, convention="normalized", batch_size=128)(coffee64, size=None)
     ours_tc = ScoreCAM(lite0, baseline="torchcam", convention="normalized", batch_size=128)(coffee64, size=None)
-    assert (_minmax(ours_paper) - _minmax(paper)).abs().max().item() <= 1e-3
-    assert (_minmax(ours_tc) - _minmax(torchcam)).abs().max().item() <= 1e-3
+    assert (minmax(ours_paper) - minmax(paper)).abs().max().item() <= 1e-3
+    assert (minmax(ours_tc) - minmax(torchcam)).abs().max().item() <= 1e-3
 
 
 def test_ablationcam_equals_pytorch_grad_cam_on_lite0(lite0, coffee):
@@ -479,7 +468,7 @@ def test_ablationcam_equals_pytorch_grad_cam_on_lite0(lite0, coffee):
     assert method.last_tail_side == 32
     layer = lite0.get_submodule(lite0.target_layer)
     theirs = _peer(pgc.AblationCAM, lite0, layer, x, 128)
-    diff = (_minmax(ours) - _minmax(theirs)).abs().max().item()
+    diff = (minmax(ours) - minmax(theirs)).abs().max().item()
     assert diff <= 1e-3, f"max abs difference {diff:.2e}"
     torch.testing.assert_close(AblationCAM(lite0, batch_size=128)(x), ours)  # min is 0 after ReLU6: same fill
 

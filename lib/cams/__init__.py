@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from .ablation import AblationCAM
+from .activation import EigenCAM, HiResCAM, LayerCAM, OriginalCAM
 from .gradient import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM, finalize_maps
 from .hooks import Captured, capture_layer, forward_with_gradients
+from .group import GroupCAM
+from .rise import RISE
+from .score import ScoreCAM
 from .targets import resolve_targets
 
 METHODS: dict[str, type[CAM]] = {
@@ -11,6 +16,14 @@ METHODS: dict[str, type[CAM]] = {
     "gradcam++": GradCAMPlusPlus,
     "xgradcam": XGradCAM,
     "smoothgradcam++": SmoothGradCAMPlusPlus,
+    "layercam": LayerCAM,
+    "hirescam": HiResCAM,
+    "eigencam": EigenCAM,
+    "cam": OriginalCAM,
+    "scorecam": ScoreCAM,
+    "groupcam": GroupCAM,
+    "ablationcam": AblationCAM,
+    "rise": RISE,
 }
 
 
@@ -24,5 +37,6 @@ def get_method(name: str, model, target_layer=None, **kwargs) -> CAM:
 
 __all__ = [
     "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "SmoothGradCAMPlusPlus", "METHODS", "get_method",
+    "LayerCAM", "HiResCAM", "EigenCAM", "OriginalCAM", "ScoreCAM", "GroupCAM", "AblationCAM", "RISE",
     "Captured", "capture_layer", "forward_with_gradients", "resolve_targets", "finalize_maps",
 ]

@@ -51,7 +51,7 @@ class AblationCAM(PerturbationCAM):
     Args:
         model: a classifier taking ``[0, 1]`` images.
         target_layer: layer name or module; ``None`` for the model's default.
-        batch_size: ablated copies per forward pass (default 32 on the CPU, 256 on CUDA).
+        batch_size: ablated copies per forward pass (default: :func:`lib.cams.perturbation.default_batch_size`).
         precision: ``"fp32"`` or ``"bf16"`` (CUDA only).  Weights are small differences of logits,
             so bf16 moves them much more than it moves Score-CAM's.
         fill: ``"zero"`` (paper) or ``"pytorch-grad-cam"`` (the peer's ablation value).

@@ -24,7 +24,7 @@ from torch import nn
 
 from ..models import resolve_layer
 from .gradient import CAM, _CombineCAM
-from .hooks import capture_layer
+from .hooks import _check_precision, capture_layer
 from .targets import Targets, resolve_targets
 
 __all__ = [
@@ -81,7 +81,7 @@ class HiResCAM(_CombineCAM):
 # --- activation-only forward --------------------------------------------------------------
 
 def forward_activations(model: nn.Module, images: torch.Tensor, targets: Targets = "predicted",
-                        layer: str | nn.Module | None = None
+                        layer: str | nn.Module | None = None, precision: str = "fp32"
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward pass without gradients: activations ``[N, C, h, w]``, logits, target ids ``[N, K]``.
 
@@ -90,11 +90,14 @@ def forward_activations(model: nn.Module, images: torch.Tensor, targets: Targets
     cannot overwrite the captured activations.  ``with_grad=False`` stores an alias, and e.g.
     torchvision's DenseNet applies ``F.relu(..., inplace=True)`` right after ``features.norm5``
     (its default layer), which would silently turn the captured BatchNorm output into its ReLU.
-    Under ``no_grad`` no graph is built either way.
+    Under ``no_grad`` no graph is built either way.  ``precision="bf16"`` runs the forward under
+    bfloat16 autocast; activations and logits are returned in float32.
     """
-    with capture_layer(model, layer, with_grad=True) as cap, torch.no_grad():
-        logits = model(images)
-        activations = cap.require().detach()
+    bf16 = _check_precision(precision)
+    with capture_layer(model, layer, with_grad=True) as cap, torch.no_grad(), \
+            torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(images).float()
+        activations = cap.require().detach().float()
         target_ids = resolve_targets(logits, targets)
     return activations, logits, target_ids
 
@@ -108,7 +111,8 @@ class _ActivationCAM(CAM):
         raise NotImplementedError
 
     def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
-        activations, logits, target_ids = forward_activations(self.model, images, targets, self.target_layer)
+        activations, logits, target_ids = forward_activations(self.model, images, targets, self.target_layer,
+                                                              self.precision)
         return self.maps_from_activations(activations, logits, target_ids), target_ids
 
 
@@ -174,8 +178,8 @@ class EigenCAM(_ActivationCAM):
     name = "EigenCAM"
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None,
-                 sign: str = "activation"):
-        super().__init__(model, target_layer)
+                 sign: str = "activation", *, precision: str = "fp32"):
+        super().__init__(model, target_layer, precision=precision)
         if sign not in EIGEN_SIGNS:
             raise ValueError(f"Unknown sign convention {sign!r}. Fix: use one of {', '.join(EIGEN_SIGNS)}.")
         self.sign = sign
@@ -216,10 +220,11 @@ class OriginalCAM(_ActivationCAM):
 
     name = "CAM"
     logits_rtol = 1e-3  # relative to max |logit|; float32 rounding of the mean is ~1e-6
+    logits_rtol_bf16 = 5e-2  # bf16 keeps 8 bits of mantissa: ~0.4% per value, more after sums
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None,
-                 fc: str | nn.Linear | None = None):
-        super().__init__(model, target_layer)
+                 fc: str | nn.Linear | None = None, *, precision: str = "fp32"):
+        super().__init__(model, target_layer, precision=precision)
         if fc is None:
             self.fc_name, self.fc = find_last_linear(model)
         else:
@@ -251,7 +256,8 @@ class OriginalCAM(_ActivationCAM):
         predicted = F.linear(activations.mean((-2, -1)).to(self.fc.weight.dtype), self.fc.weight, self.fc.bias)
         err = (predicted - logits).abs().max().item()
         scale = max(logits.abs().max().item(), 1.0)
-        if not err <= self.logits_rtol * scale:
+        rtol = self.logits_rtol_bf16 if self.precision == "bf16" else self.logits_rtol
+        if not err <= rtol * scale:
             hint = " The model is in training mode (dropout is active): call model.eval()." if self.model.training else ""
             raise ValueError(
                 f"CAM: {self.fc_name!r}(global average pool of the target layer) differs from the model's "

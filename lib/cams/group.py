@@ -70,7 +70,7 @@ class GroupCAM(PerturbationCAM):
         threshold: denoising percentile (70), or ``None`` for none.
         background: ``"blur"`` (paper) or ``"black"``.
         blur_kernel, blur_sigma: the Gaussian blur of the background (51, 50.0).
-        batch_size: masked inputs per forward pass (default 32 on the CPU, 256 on CUDA).
+        batch_size: masked inputs per forward pass (default: :func:`lib.cams.perturbation.default_batch_size`).
         precision: ``"fp32"`` or ``"bf16"`` (CUDA only; also the gradient pass).
         convention: ``"image"`` or ``"normalized"`` (matters only for ``background="black"``).
         progress: tqdm bar over the masked passes (``None``: when a call runs >= 512 of them).

@@ -66,7 +66,9 @@ def capture_layer(model: nn.Module, layer: str | nn.Module | None = None,
             )
         capture.calls += 1
         if not with_grad:
-            capture.activations = output.detach()
+            # A clone: a later in-place op (e.g. DenseNet's ReLU(inplace=True)) would otherwise
+            # overwrite the stored activations.
+            capture.activations = output.detach().clone()
             return None
         leaf = output.detach().requires_grad_(True)
         capture.activations = leaf

@@ -99,7 +99,7 @@ class RISE(PerturbationCAM):
         s: grid size (7).
         p1: probability of a grid cell being kept (0.5).
         seed: seed of the mask generator.
-        batch_size: masked inputs per forward pass (default 32 on the CPU, 256 on CUDA).
+        batch_size: masked inputs per forward pass (default: :func:`lib.cams.perturbation.default_batch_size`).
         precision: ``"fp32"`` or ``"bf16"`` (CUDA only).
         convention: ``"image"`` or ``"normalized"`` (the authors' code), see :mod:`lib.cams.perturbation`.
         progress: tqdm bar over the masked passes (``None``: when a call runs >= 512 of them).

@@ -80,7 +80,7 @@ class ScoreCAM(PerturbationCAM):
         model: a classifier (:class:`lib.models.Classifier`: takes ``[0, 1]`` images).
         target_layer: layer name or module; ``None`` for the model's default.
         baseline: ``"paper"`` (authors' code, default), ``"pytorch-grad-cam"`` or ``"torchcam"``.
-        batch_size: masked inputs per forward pass (default 32 on the CPU, 256 on CUDA).
+        batch_size: masked inputs per forward pass (default: :func:`lib.cams.perturbation.default_batch_size`).
         precision: ``"fp32"`` or ``"bf16"`` (autocast + channels-last, CUDA only).
         convention: ``"image"`` (mask the ``[0, 1]`` image) or ``"normalized"`` (mask the
             normalised tensor, as the reference codes do).

@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .masking import _check_batch_size, check_convention, chunks, masked_forward, model_device
+from .masking import _check_batch_size, check_convention, chunks, masked_forward, model_device, precision_autocast
+from ..batching import map_batches
 from .masks import _check_fraction, phi
 
 __all__ = [
@@ -92,19 +93,20 @@ def _probabilities(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     _check_inputs(images, maps)
     device = model_device(model, images.device)
     t_all = _targets(targets, images.shape[0], device)
-    ys: list[torch.Tensor] = []
-    os_: dict[tuple[bool, float], list[torch.Tensor]] = {(b, f): [] for b in binaries for f in fractions}
-    with torch.no_grad():
-        for sl in chunks(images.shape[0], batch_size):
-            x = images[sl].to(device)
-            m = maps[sl].to(device=device, dtype=x.dtype)
-            t = t_all[sl]
-            ys.append(_class_prob(model(x), t) if original is None else original[sl].to(device))
-            for b in binaries:
-                for f in fractions:
-                    mask = phi(m, f, binary=b).unsqueeze(1)
-                    os_[(b, f)].append(_class_prob(masked_forward(model, x, mask, convention), t))
-    return torch.cat(ys), {key: torch.cat(v) for key, v in os_.items()}
+    keys = [(b, f) for b in binaries for f in fractions]
+
+    def chunk_probs(sl: slice) -> torch.Tensor:  # [n, 1 + len(keys)]: Y, then O per key
+        x = images[sl].to(device)
+        m = maps[sl].to(device=device, dtype=x.dtype)
+        t = t_all[sl]
+        cols = [_class_prob(model(x), t) if original is None else original[sl].to(device=device, dtype=torch.float32)]
+        cols += [_class_prob(masked_forward(model, x, phi(m, f, binary=b).unsqueeze(1), convention), t)
+                 for b, f in keys]
+        return torch.stack(cols, dim=1)
+
+    with torch.no_grad():  # chunks of batch_size images, halved on out-of-memory
+        probs = map_batches(chunk_probs, images.shape[0], batch_size)
+    return probs[:, 0], {key: probs[:, i + 1] for i, key in enumerate(keys)}
 
 
 def _drop(y: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
@@ -184,10 +186,7 @@ def average_drop_increase(model: nn.Module, images: torch.Tensor, maps: torch.Te
     """
     fr = _check_fractions(fractions)
     binary = bool(binary)
-    if precision not in ("fp32", "bf16"):
-        raise ValueError(f"Unknown precision {precision!r}. Fix: use 'fp32' or 'bf16'.")
-    with torch.autocast(model_device(model, images.device).type, dtype=torch.bfloat16,
-                        enabled=precision == "bf16"):
+    with precision_autocast(model_device(model, images.device), precision):
         y, o = _probabilities(model, images, maps, targets, fr, (binary,), convention, batch_size, original)
     return {
         "fractions": fr,

@@ -49,7 +49,7 @@ from torch import nn
 from torchvision.transforms import functional as TF
 
 from ..batching import map_batches
-from .masking import _check_batch_size, check_convention, model_device
+from .masking import _check_batch_size, check_convention, model_device, precision_autocast
 
 __all__ = ["MODES", "SUBSTRATES", "auc", "deletion_insertion", "num_points", "saliency_ranks"]
 
@@ -127,7 +127,8 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
                        targets: torch.Tensor | Sequence[int], mode: str = "deletion",
                        pixels_per_step: int = 1792, substrate: Substrate | None = None,
                        blur_kernel: int = 51, blur_sigma: float = 50.0,
-                       convention: str = "normalized", batch_size: int = 64) -> dict[str, torch.Tensor]:
+                       convention: str = "normalized", batch_size: int = 64,
+                       precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Per-image deletion or insertion curves and their AUCs (see the module docstring).
 
     Args:
@@ -147,6 +148,8 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
         batch_size: images per forward pass; the ``N * (n_steps + 1)`` (image, step) pairs are
             flattened, so one forward holds several steps of several images. Halved on
             out-of-memory (:func:`lib.batching.map_batches`). Results do not depend on it.
+        precision: ``"fp32"`` (reference) or ``"bf16"``: forward passes under bfloat16 autocast
+            (the GPU fast path); probabilities in float32 from the logits.
 
     Returns:
         ``{"curves": [N, n_steps + 1], "auc": [N]}``, float32 on the model's device, computed
@@ -193,6 +196,6 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
         logits = forward(mixed)
         return torch.softmax(logits.float(), dim=1).gather(1, t_all[img + i0, None]).squeeze(1)
 
-    with torch.no_grad():
+    with torch.no_grad(), precision_autocast(device, precision):
         curves = map_batches(scores, n_images * n, batch_size).view(n_images, n)
     return {"curves": curves, "auc": auc(curves)}
