@@ -145,9 +145,11 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
         blur_kernel, blur_sigma: Gaussian blur of the ``"blur"`` substrate (UCAG: 51, 50).
         convention: ``"normalized"`` (default, UCAG / RISE: mix normalised tensors, classify
             with ``model.net``) or ``"image"`` (mix ``[0, 1]`` images, classify with ``model``).
-        batch_size: images per forward pass; the ``N * (n_steps + 1)`` (image, step) pairs are
-            flattened, so one forward holds several steps of several images. Halved on
-            out-of-memory (:func:`lib.batching.map_batches`). Results do not depend on it.
+        batch_size: inputs per forward pass; the (image, step) pairs of a block of
+            ``max(1, batch_size // (n_steps + 1))`` images are flattened, so one forward holds
+            several steps (of several images); each image's substrate and pixel ranks are computed
+            once. Halved on out-of-memory (:func:`lib.batching.map_batches`). Results do not
+            depend on it.
         precision: ``"fp32"`` (reference) or ``"bf16"``: forward passes under bfloat16 autocast
             (the GPU fast path); probabilities in float32 from the logits.
 
@@ -181,21 +183,29 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
     h, w = images.shape[-2:]
     n = num_points(h * w, pixels_per_step)
 
-    def scores(jobs: slice) -> torch.Tensor:
-        # jobs are flat (image, step) pairs: job j = image j // n, step j % n
-        i0, i1 = jobs.start // n, (jobs.stop - 1) // n + 1
-        x = images[i0:i1].to(device)
-        z = to_space(x)
+    # Images are taken in blocks of about batch_size / n images: each block's substrate (a
+    # 51 x 51 blur costs about one forward pass) and pixel ranks are computed once, and its
+    # (image, step) pairs are then run through the network in chunks of batch_size.
+    block = max(1, batch_size // n)
+
+    def block_curves(images_sl: slice) -> torch.Tensor:
+        z = to_space(images[images_sl].to(device))
         sub = make_substrate(z)
         start, finish = (z, sub) if mode == "deletion" else (sub, z)
-        ranks = saliency_ranks(maps[i0:i1].to(device))  # [m, HW]
-        j = torch.arange(jobs.start, jobs.stop, device=device)
-        img, step = j // n - i0, j % n
-        moved = (ranks[img] < (step * pixels_per_step)[:, None]).view(-1, 1, h, w)
-        mixed = torch.where(moved, finish[img], start[img])
-        logits = forward(mixed)
-        return torch.softmax(logits.float(), dim=1).gather(1, t_all[img + i0, None]).squeeze(1)
+        ranks = saliency_ranks(maps[images_sl].to(device))  # [m, HW]
+        targets_block = t_all[images_sl]
+
+        def scores(jobs: slice) -> torch.Tensor:
+            # jobs are flat (image, step) pairs of the block: job j = image j // n, step j % n
+            j = torch.arange(jobs.start, jobs.stop, device=device)
+            img, step = j // n, j % n
+            moved = (ranks[img] < (step * pixels_per_step)[:, None]).view(-1, 1, h, w)
+            mixed = torch.where(moved, finish[img], start[img])
+            logits = forward(mixed)
+            return torch.softmax(logits.float(), dim=1).gather(1, targets_block[img, None]).squeeze(1)
+
+        return map_batches(scores, z.shape[0] * n, batch_size).view(z.shape[0], n)
 
     with torch.no_grad(), precision_autocast(device, precision):
-        curves = map_batches(scores, n_images * n, batch_size).view(n_images, n)
+        curves = torch.cat([block_curves(slice(i, min(i + block, n_images))) for i in range(0, n_images, block)])
     return {"curves": curves, "auc": auc(curves)}
