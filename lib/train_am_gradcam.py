@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 
 from .cams.attention import AMGradCAM, ChannelSpatialAttention
 from .cams.hooks import forward_with_gradients
+from .checkpoints import atomic_save
 from .maps import minmax_normalize, upsample
 
 __all__ = ["TrainConfig", "faithfulness_loss", "precompute", "train_attention", "load_attention", "main"]
@@ -93,13 +93,6 @@ def precompute(model: nn.Module, dataset, batch_size: int = 32, desc: str = "Gra
     return torch.cat(images), torch.cat(acts), torch.cat(grads), torch.cat(preds)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | Path | None = None,
                     progress: bool = True) -> tuple[ChannelSpatialAttention, list[dict]]:
     """Train the channel-spatial attention of AM-Grad-CAM; return it and the per-epoch history.
@@ -150,10 +143,10 @@ def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | P
         history.append({"epoch": epoch + 1, **{k: float(v) / len(order) for k, v in sums.items()}})
         attention.eval()
         if partial is not None:
-            _atomic_save(_checkpoint(attention, optimizer, config, epoch + 1, history), partial)
+            atomic_save(_checkpoint(attention, optimizer, config, epoch + 1, history), partial)
     attention.eval()
     if out is not None:
-        _atomic_save(_checkpoint(attention, optimizer, config, config.epochs, history), Path(out))
+        atomic_save(_checkpoint(attention, optimizer, config, config.epochs, history), Path(out))
         if partial is not None and partial.exists():
             partial.unlink()
     return attention, history
