@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from .cams.attention import AMGradCAM, ChannelSpatialAttention
 from .cams.hooks import forward_with_gradients
-from .checkpoints import atomic_save
+from .checkpoints import atomic_save as _atomic_save  # the name tests monkeypatch
 from .maps import minmax_normalize, upsample
 
 __all__ = ["TrainConfig", "faithfulness_loss", "precompute", "train_attention", "load_attention", "main"]
@@ -143,10 +143,10 @@ def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | P
         history.append({"epoch": epoch + 1, **{k: float(v) / len(order) for k, v in sums.items()}})
         attention.eval()
         if partial is not None:
-            atomic_save(_checkpoint(attention, optimizer, config, epoch + 1, history), partial)
+            _atomic_save(_checkpoint(attention, optimizer, config, epoch + 1, history), partial)
     attention.eval()
     if out is not None:
-        atomic_save(_checkpoint(attention, optimizer, config, config.epochs, history), Path(out))
+        _atomic_save(_checkpoint(attention, optimizer, config, config.epochs, history), Path(out))
         if partial is not None and partial.exists():
             partial.unlink()
     return attention, history

@@ -53,8 +53,9 @@ line), and ``B`` the number of images.  Sources:
 Training schedule (Sec. 4.2, PROTOCOLS.md, the authors' ``my_optim.py``): SGD with Nesterov
 momentum 0.9 and weight decay 5e-4 (on weights and bias), learning rate 1e-4 for the weights and
 2e-4 for the bias, multiplied by ``lr_decay ** epoch`` at the start of every epoch (0.95 for
-ResNet-50 with 25 epochs, 0.75 for VGG-16 with 7; the authors' ResNet-50 code stops decaying after
-epoch 12, we decay every epoch as the paper says), batch 64.  Augmentation (the authors'
+ResNet-50, 0.75 for VGG-16; epochs: the paper says 25 and 7, PROTOCOLS.md 26 and 8; the authors'
+ResNet-50 ``reduce_lr`` stops decaying after epoch 12, we decay every epoch as the paper says),
+batch 64.  Augmentation (the authors'
 ``LoadData.py``): the shorter side resized to the model's ``preprocess.resize`` (256; 292 for
 Lite2) with its interpolation, a random ``preprocess.crop`` square (224; 260) and a horizontal flip
 with probability 1/2 (torchvision's functional transforms on the ``[0, 1]`` tensor).  Crops, flips
@@ -115,6 +116,7 @@ __all__ = [
     "lcam_loss",
     "loss_maps",
     "lcam_step",
+    "lcam_backward",
     "make_attention",
     "make_optimizer",
     "train_lcam",
@@ -139,7 +141,7 @@ class LCAMConfig:
     """Everything that determines the trained weights (a resumed run must match it exactly).
 
     ``variant``: ``"img"`` (L-CAM-Img) or ``"fm"`` (L-CAM-Fm).  ``ce_only``: the L-CAM* ablation.
-    ``epochs``: paper 25 (ResNet-50) / 7 (VGG-16).  ``lr_decay``: per-epoch factor, 0.95 for
+    ``epochs``: paper 25 (ResNet-50) / 7 (VGG-16); PROTOCOLS.md 26 / 8.  ``lr_decay``: per-epoch factor, 0.95 for
     ResNet-50-like classifiers, 0.75 for VGG-16.  ``images``: how many training images (a seeded
     subset), 0 for all.  ``init``: ``"cam"`` (rows from the classifier's linear layer) or
     ``"random"`` (PyTorch's default initialisation, seeded).  ``loss_maps``: which maps the AV and
@@ -236,11 +238,10 @@ def loss_maps(attention: LCAMAttention, features: torch.Tensor, targets: torch.T
     """
     if mode not in LOSS_MAPS:
         raise ValueError(f"Unknown loss_maps {mode!r}. Fix: use 'batch' or 'own'.")
-    b = features.shape[0]
     if mode == "own":
         maps = torch.sigmoid(attention.class_logits(features, targets[:, None]))
         return maps[:, 0], maps
-    maps = torch.sigmoid(attention.class_logits(features, targets[None, :].expand(b, b)))
+    maps = torch.sigmoid(attention.class_logits(features, targets))  # the batch's labels for every image
     own = maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # [B, P, Q]: S[i, i]
     return own, maps
 
@@ -253,18 +254,72 @@ def lcam_step(model: nn.Module, attention: LCAMAttention, images: torch.Tensor, 
     ``fc``: the head's linear layer when the head is GAP + linear (L-CAM-Fm then uses the closed
     form and runs the backbone once); ``None`` uses the forward hook.
     """
-    features, _, targets = forward_activations(model, images, "predicted", target_layer)
-    targets = targets[:, 0]
+    features, targets = _clean_pass(model, images, target_layer, None)
     own, maps = loss_maps(attention, features, targets, config.loss_maps)
-    if config.variant == "img":
-        logits = lcam_img_logits(model, images, own)
-    elif fc is not None:
-        logits = gap_linear_logits(features, own, fc)
-    else:
-        logits = lcam_fm_logits(model, images, own, target_layer)
+    logits = _masked_logits(model, images, own, features, config.variant, target_layer, fc)
     terms = lcam_loss(logits, targets, maps, config.ce_only)
     terms["keep"] = (logits.detach().argmax(1) == targets).float().mean()
     return terms
+
+
+def lcam_backward(model: nn.Module, attention: LCAMAttention, images: torch.Tensor, config: LCAMConfig,
+                  target_layer: str | nn.Module | None = None, fc: nn.Linear | None = None,
+                  chunk: int | None = None) -> dict[str, torch.Tensor]:
+    """Forward and backward of one training step: gradients land in ``attention``; returns detached terms.
+
+    The same loss and gradients as ``lcam_step(...)["loss"].backward()`` (tested), but the
+    classifier sees the batch in chunks of ``chunk`` images (``None``: all at once): the clean pass
+    chunk by chunk, then for each chunk the masked pass and its backward to the masks
+    (``d(w_ce CE_sum / B)/dM``, accumulated in a leaf copy of the masks); finally one backward
+    from the masks and the AV/TV terms into the attention.  The batch of the optimiser step, and
+    so the training, stays ``config.batch_size``; smaller chunks only run faster on CPUs, where
+    large batches fall out of cache (Lite0 forward: 71 images/s at batch 4, 39 at batch 32).
+    """
+    b = images.shape[0]
+    if chunk is None or chunk >= b:
+        terms = lcam_step(model, attention, images, config, target_layer, fc)
+        terms["loss"].backward()
+        return {k: v.detach() for k, v in terms.items()}
+    features, targets = _clean_pass(model, images, target_layer, chunk)
+    own, maps = loss_maps(attention, features, targets, config.loss_maps)
+    leaf = own.detach().requires_grad_(True)
+    ce_weight = 1.0 if config.ce_only else CE_WEIGHT
+    ce_sum = torch.zeros((), device=images.device)
+    kept = torch.zeros((), device=images.device)
+    for start in range(0, b, chunk):
+        part = slice(start, start + chunk)
+        logits = _masked_logits(model, images[part], leaf[part], features[part], config.variant, target_layer, fc)
+        ce = F.cross_entropy(logits.float(), targets[part], reduction="sum")
+        (ce * (ce_weight / b)).backward()
+        ce_sum += ce.detach()
+        kept += (logits.detach().argmax(1) == targets[part]).sum()
+    area, tv = area_loss(maps), tv_loss(maps)
+    ce = ce_sum / b
+    if config.ce_only:
+        torch.autograd.backward([own], [leaf.grad])
+        total = ce
+    else:
+        regulariser = AREA_WEIGHT * area + TV_WEIGHT * tv
+        torch.autograd.backward([own, regulariser], [leaf.grad, None])
+        total = ce_weight * ce + regulariser.detach()
+    return {"loss": total, "ce": ce, "area": area.detach(), "tv": tv.detach(), "keep": kept / b}
+
+
+def _clean_pass(model, images, target_layer, chunk) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature maps ``A`` and model-truth labels ``y`` of the unmasked images (no gradients)."""
+    parts = images.split(chunk) if chunk else [images]
+    outputs = [forward_activations(model, part, "predicted", target_layer) for part in parts]
+    features = torch.cat([o[0] for o in outputs]) if len(outputs) > 1 else outputs[0][0]
+    targets = torch.cat([o[2][:, 0] for o in outputs])
+    return features, targets
+
+
+def _masked_logits(model, images, own, features, variant, target_layer, fc) -> torch.Tensor:
+    if variant == "img":
+        return lcam_img_logits(model, images, own)
+    if fc is not None:
+        return gap_linear_logits(features, own, fc)
+    return lcam_fm_logits(model, images, own, target_layer)
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -403,7 +458,7 @@ def _resume(partial: Path | None, attention, optimizer, config, device) -> tuple
 
 def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | None = None, *,
                target_layer: str | nn.Module | None = None, progress: bool = True, workers: int = 0,
-               until_epoch: int | None = None) -> tuple[LCAMAttention, list[dict]]:
+               chunk: int | None = None, until_epoch: int | None = None) -> tuple[LCAMAttention, list[dict]]:
     """Train L-CAM's attention on ``dataset`` (an :class:`lib.data.ImageFolder`); return it and the history.
 
     Args:
@@ -417,6 +472,9 @@ def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | 
             ``out.partial`` with the same configuration is resumed.
         target_layer: the feature maps' layer (default: the model's ``target_layer``).
         workers: data loader worker processes (0: load in this process).
+        chunk: images per forward pass of the classifier inside a batch (:func:`lcam_backward`;
+            ``None``: the whole batch).  The optimiser still steps once per ``config.batch_size``
+            images; only float rounding depends on ``chunk``, so resume with the same value.
         until_epoch: stop after this epoch (absolute, ``<= config.epochs``) leaving ``out.partial``
             to resume from; for time-limited jobs and tests.
 
@@ -446,7 +504,7 @@ def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | 
                 continue
             data.set_params(params)
             lr = _set_epoch_lr(optimizer, config, epoch)
-            row = _train_epoch(model, attention, optimizer, data, order, config, layer, fc, workers, device,
+            row = _train_epoch(model, attention, optimizer, data, order, config, layer, fc, workers, chunk, device,
                                desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", progress=progress)
             history.append({"epoch": epoch + 1, "lr": lr, **row})
             log.info("%s epoch %d/%d: loss %.4f ce %.4f area %.4f tv %.4f keep %.3f (%.1f images/s)", config.method,
@@ -462,7 +520,7 @@ def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | 
     return attention, history
 
 
-def _train_epoch(model, attention, optimizer, data, order, config, layer, fc, workers, device, desc,
+def _train_epoch(model, attention, optimizer, data, order, config, layer, fc, workers, chunk, device, desc,
                  progress) -> dict:
     batches = [order[i : i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
     loader = DataLoader(data, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda")
@@ -473,14 +531,13 @@ def _train_epoch(model, attention, optimizer, data, order, config, layer, fc, wo
     bar = tqdm(loader, desc=desc, unit="batch", disable=not progress)
     for step, images in enumerate(bar):
         images = images.to(device, non_blocking=True)
-        terms = lcam_step(model, attention, images, config, layer, fc)
         optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        terms = lcam_backward(model, attention, images, config, layer, fc, chunk)
         optimizer.step()
         for k in keys:
-            sums[k] += terms[k].detach() * len(images)
+            sums[k] += terms[k] * len(images)
         if step % LOG_EVERY == 0:  # reading values waits for the device: not every step
-            bar.set_postfix({k: f"{float(terms[k].detach()):.3f}" for k in keys})
+            bar.set_postfix({k: f"{float(terms[k]):.3f}" for k in keys})
     attention.eval()
     n = len(order)
     row = {k: float(v) / n for k, v in sums.items()}

@@ -23,6 +23,7 @@ from lib.models import Classifier
 from lib.train_lcam import (
     LCAMConfig,
     area_loss,
+    lcam_backward,
     lcam_loss,
     lcam_step,
     load_lcam,
@@ -157,6 +158,7 @@ def test_class_logits_are_rows_of_the_convolution():
     full = att.logits(feats)
     expected = torch.stack([full[0, [5, 1]], full[1, [0, 0]]])
     torch.testing.assert_close(att.class_logits(feats, ids), expected)
+    torch.testing.assert_close(att.class_logits(feats, torch.tensor([5, 1])), full[:, [5, 1]])
     torch.testing.assert_close(att(feats), torch.sigmoid(full))
 
 
@@ -254,11 +256,10 @@ def test_cam_initialised_lcam_on_lite0_is_cam(lite0, photos):
     raw = lcam(photos, "predicted", size=None)  # W_c . A + b_c, [N, 7, 7]
     cam_raw = OriginalCAM(lite0)(photos, "predicted", size=None)  # ReLU(W_c . A)
     bias = lite0.net.fc.bias[lite0(photos).argmax(1)]
+    # L - b_c is CAM's map before its ReLU: where CAM is positive the two rank cells identically,
+    # and min-max (shift invariant) makes the untrained L-CAM map CAM's un-ReLU'd map exactly.
     torch.testing.assert_close(torch.relu(raw - bias[:, None, None]), cam_raw, atol=1e-4, rtol=1e-4)
-    # same ranking of the 7x7 cells as CAM before its ReLU (min-max is shift invariant)
-    where = cam_raw > 0
-    assert torch.equal(raw.flatten(1).argmax(1), cam_raw.flatten(1).argmax(1))
-    assert where.any()
+    assert (cam_raw > 0).float().mean() > 0.1
     maps = lcam(photos)
     assert maps.shape == (4, 224, 224) and maps.amin() >= 0 and maps.amax() <= 1
     assert not lite0.training and not any(p.requires_grad for p in lite0.parameters())
@@ -395,3 +396,44 @@ def test_one_training_step_on_lite0(tmp_path, lite0, variant):
     assert state["target_layer"] == "net.head_act" and loaded.channels == 1280
     maps = LCAM(lite0, loaded)(torch.rand(1, 3, 224, 224))
     assert maps.shape == (1, 224, 224)
+
+
+def test_a_run_killed_after_epoch_one_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import lib.train_lcam as trainer
+
+    model, data = tiny_model(), _folder(tmp_path / "train", n=4)
+    config = LCAMConfig(model="tiny", epochs=2, batch_size=2, lr=0.5, init="random", seed=5)
+    straight, _ = train_lcam(model, data, config, progress=False)
+    original = trainer.atomic_save
+
+    def killed_after_epoch_one(obj, path):
+        original(obj, path)
+        if obj["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "atomic_save", killed_after_epoch_one)
+    with pytest.raises(KeyboardInterrupt):
+        train_lcam(model, data, config, out=tmp_path / "k.pt", progress=False)
+    monkeypatch.setattr(trainer, "atomic_save", original)
+    assert (tmp_path / "k.pt.partial").exists() and not (tmp_path / "k.pt").exists()
+    assert not model.training and not any(m._forward_hooks for m in model.modules())
+    resumed, history = train_lcam(model, data, config, out=tmp_path / "k.pt", progress=False)
+    assert _same(_weights(straight), _weights(resumed)) and [r["epoch"] for r in history] == [1, 2]
+
+
+@pytest.mark.parametrize("variant,mode,ce_only", [("img", "batch", False), ("img", "own", True), ("fm", "batch", False)])
+def test_chunked_backward_equals_the_whole_batch(variant, mode, ce_only):
+    model = tiny_model()
+    torch.manual_seed(0)
+    att = LCAMAttention(2, 3)
+    x = torch.rand(5, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    config = LCAMConfig(model="tiny", variant=variant, loss_maps=mode, ce_only=ce_only)
+    terms = lcam_step(model, att, x, config)
+    terms["loss"].backward()
+    whole = [p.grad.clone() for p in att.parameters()]
+    att.zero_grad()
+    chunked = lcam_backward(model, att, x, config, chunk=2)
+    for key in terms:
+        torch.testing.assert_close(chunked[key], terms[key].detach())
+    for g, p in zip(whole, att.parameters()):
+        torch.testing.assert_close(p.grad, g)

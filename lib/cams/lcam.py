@@ -98,15 +98,20 @@ class LCAMAttention(nn.Module):
         """Pre-sigmoid maps of chosen classes: ``A [N, K, P, Q]``, ids ``[N, J]`` -> ``[N, J, P, Q]``.
 
         Row ``j`` of image ``n`` is ``L^(c)`` with ``c = class_ids[n, j]``: equal to
-        ``self.logits(A)[n, c]`` (tested), computed from the selected rows only.
+        ``self.logits(A)[n, c]`` (tested), computed from the selected rows only.  1-D ids ``[J]``
+        select the same ``J`` classes for every image (``self.logits(A)[:, ids]``).
         """
         self._check_features(features)
+        weight = self.conv.weight[:, :, 0, 0]
+        features = features.to(weight.dtype)
+        if class_ids.ndim == 1:
+            maps = torch.einsum("jk,nkpq->njpq", weight[class_ids], features)
+            return maps + self.conv.bias[class_ids][None, :, None, None]
         if class_ids.ndim != 2 or class_ids.shape[0] != features.shape[0]:
-            raise ValueError(f"class_ids must be [N, J] with N = {features.shape[0]}, got {tuple(class_ids.shape)}.")
-        weight = self.conv.weight[:, :, 0, 0][class_ids]  # [N, J, K]
-        bias = self.conv.bias[class_ids]  # [N, J]
-        maps = torch.einsum("njk,nkpq->njpq", weight, features.to(weight.dtype))
-        return maps + bias[..., None, None]
+            raise ValueError(f"class_ids must be [N, J] or [J] with N = {features.shape[0]}, "
+                             f"got {tuple(class_ids.shape)}.")
+        maps = torch.einsum("njk,nkpq->njpq", weight[class_ids], features)
+        return maps + self.conv.bias[class_ids][..., None, None]
 
     def _check_features(self, features: torch.Tensor) -> None:
         if features.ndim != 4 or features.shape[1] != self.channels:
