@@ -7,8 +7,8 @@
 # Every notebook rule has the same shape (see notebook_01): the notebook (and anything it needs,
 # e.g. a trained checkpoint) as input; its figures and tables under {figures_dir}/NN/ and the
 # executed notebook under {results_dir}/notebooks/ as output; all parameters from its config
-# section through papermill_params(). To add notebook 02, add a `notebook02:` section to the
-# config files, a rule `notebook_02` like notebook_01, and its outputs to NOTEBOOK_OUTPUTS.
+# section through papermill_params(). To add a notebook, add a `notebookNN:` section to the
+# config files, a rule `notebook_NN` like notebook_01, and its outputs to NOTEBOOK_OUTPUTS.
 #
 # Interrupted runs lose nothing that was finished: outputs are only the files a rule writes
 # (never a whole folder), nothing is temp() or shadowed, and caches/partial checkpoints are not
@@ -75,13 +75,30 @@ NB01_FIGURES = f"{FIGURES}/01"
 NB01_TABLES = ["table3_ad_ic.csv", "table4_percentage_in.csv"]
 NB01_FIGS = ["fig7_thresholded.png", "maps_overview.png"]
 
-NOTEBOOK_OUTPUTS = [f"{NB01_FIGURES}/{name}" for name in NB01_TABLES + NB01_FIGS] + [
-    f"{RESULTS}/notebooks/01_attention_map_gradcam.ipynb"
-]
+NB02 = config["notebook02"]
+NB02_FIGURES = f"{FIGURES}/02"
+NB02_TABLES = ["table1_ad_ic.csv", "paired_differences.csv", "fig4_class_specific_scores.csv", "errors.csv"]
+NB02_FIGS = ["fig3_maps.png", "fig4_class_specific.png"]
+LCAM_VARIANTS = [f"{variant}_{loss}" for variant in ("fm", "img") for loss in ("full", "ce")]
+
+
+def lcam_checkpoints(model):
+    """The four L-CAM checkpoints of notebook 02: L-CAM-Fm, L-CAM-Img and their CE-only ablations."""
+    return [f"{RESULTS}/checkpoints/lcam_{model}_{v}.pt" for v in LCAM_VARIANTS]
+
+
+NOTEBOOK_OUTPUTS = (
+    [f"{NB01_FIGURES}/{name}" for name in NB01_TABLES + NB01_FIGS]
+    + [f"{RESULTS}/notebooks/01_attention_map_gradcam.ipynb"]
+    + [f"{NB02_FIGURES}/{name}" for name in NB02_TABLES + NB02_FIGS]
+    + [f"{RESULTS}/notebooks/02_l_cam.ipynb"]
+)
 
 
 wildcard_constraints:
-    model=r"[A-Za-z0-9_]+",
+    model=r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?",
+    variant=r"img|fm",
+    loss=r"full|ce",
 
 
 rule all:
@@ -155,6 +172,90 @@ rule notebook_01:
                 "checkpoint": os.path.abspath(input.checkpoint),
                 "train_epochs": NB01["train_epochs"],
                 "train_images": NB01["train_images"],
+                "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
+            }
+        ),
+    threads: workflow.cores
+    resources:
+        gpu=gpus(),
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
+        " --cwd {params.cwd:q} --kernel python3 --log-output --no-progress-bar"
+        " {params.papermill} > {log:q} 2>&1"
+
+
+rule train_lcam:
+    """Train one L-CAM attention on the frozen classifier (paper 02): variant img|fm, loss full|ce."""
+    input:
+        code=["lib/train_lcam.py", "lib/cams/lcam.py"],
+    output:
+        checkpoint=f"{RESULTS}/checkpoints/lcam_{{model}}_{{variant}}_{{loss}}.pt",
+    log:
+        f"{RESULTS}/logs/train_lcam_{{model}}_{{variant}}_{{loss}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_lcam_{{model}}_{{variant}}_{{loss}}.tsv"
+    params:
+        repo=str(REPO),
+        data_dir=data_root(),
+        train_dir=NB02["train_dir"],
+        epochs=NB02["train_epochs"],
+        images=NB02["train_images"],
+        batch_size=NB02["train_batch_size"],
+        lr_decay=NB02["train_lr_decay"],
+        seed=NB02["seed"],
+        device=DEVICE,
+        ce_only=lambda wildcards: "--ce-only" if wildcards.loss == "ce" else "",
+    threads: workflow.cores
+    resources:
+        gpu=gpus(),
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.train_lcam"
+        " --model {wildcards.model:q} --variant {wildcards.variant} {params.ce_only}"
+        " --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
+        " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
+        " --lr-decay {params.lr_decay} --seed {params.seed} --device {params.device:q}"
+        " --out {output.checkpoint:q} > {log:q} 2>&1"
+
+
+rule notebook_02:
+    """Notebook 02, L-CAM: Table 1 (AD/IC, #FW), Figs 3-4 (maps, class-specific maps scored), Figs 5-9 (errors)."""
+    input:
+        notebook="notebooks/02_l_cam.ipynb",
+        checkpoints=lcam_checkpoints(NB02["model"]),
+        lib=lib_sources(),
+    output:
+        tables=[f"{NB02_FIGURES}/{name}" for name in NB02_TABLES],
+        figures=[f"{NB02_FIGURES}/{name}" for name in NB02_FIGS],
+        notebook=f"{RESULTS}/notebooks/02_l_cam.ipynb",
+    log:
+        f"{RESULTS}/logs/notebook_02.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/notebook_02.tsv"
+    params:
+        repo=str(REPO),
+        cwd=lambda wildcards, input: os.path.dirname(input.notebook),
+        papermill=lambda wildcards, input, output: papermill_params(
+            {
+                "model_name": NB02["model"],
+                "data_dir": data_root(),
+                "val_dir": NB02["val_dir"],
+                "train_dir": NB02["train_dir"],
+                "n_images_cpu": NB02["n_images_cpu"],
+                "n_images_gpu": NB02["n_images_gpu"],
+                "n_slow_cpu": NB02["n_slow_cpu"],
+                "n_slow_gpu": NB02["n_slow_gpu"],
+                "rise_masks": NB02["rise_masks"],
+                "n_errors": NB02["n_errors"],
+                "n_error_pool": NB02["n_error_pool"],
+                "seed": NB02["seed"],
+                "device": DEVICE,
+                "batch_size": NB02["batch_size"],
+                "checkpoint_dir": os.path.abspath(os.path.dirname(input.checkpoints[0])),
+                "cache_dir": os.path.abspath(f"{RESULTS}/cache/02"),
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),

@@ -221,8 +221,8 @@ def bench_methods(model, images, methods, precisions, out, args, device) -> list
             best = max(row[p]["img_s"] for p in precisions)
             row["speedup"] = best / row["peer"]["img_s"]
         rows.append(row)
-        print(f"  {name:16s} " + "  ".join(f"{p} {row[p]['img_s']:9.2f} img/s" for p in precisions)
-              + (f"  peer {row['peer']['img_s']:9.2f} img/s  x{row['speedup']:.2f}" if "peer" in row else ""),
+        print(f"  {name:16s} " + "  ".join(f"{p} {_fmt(row[p]['img_s']):>9s} img/s" for p in precisions)
+              + (f"  peer {_fmt(row['peer']['img_s']):>9s} img/s  x{row['speedup']:.2f}" if "peer" in row else ""),
               flush=True)
     return rows
 
@@ -301,7 +301,12 @@ def bench_model(model_name: str, device: torch.device, args, precisions: list[st
 
 
 def _fmt(value, spec=".2f", suffix="") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
+    """``value`` with ``spec``; rates below 1 with three significant digits (0.00489, not 0.00)."""
+    if value is None:
+        return "-"
+    if spec == ".2f" and abs(value) < 1:
+        spec = ".3g"
+    return f"{value:{spec}}{suffix}"
 
 
 def markdown(results: list[dict], precisions: list[str]) -> str:
@@ -316,15 +321,15 @@ def markdown(results: list[dict], precisions: list[str]) -> str:
             ours = m[best]
             peer = m.get("peer", {})
             lines.append(
-                f"| {r['model']} | {m['method']} | {m['images']} | {m['forward_passes']} | {m['fp32']['img_s']:.2f} | "
-                f"{ours['img_s']:.2f} | {_fmt(peer.get('img_s'))} | {_fmt(m.get('speedup'), '.2f', 'x')} | "
-                f"{ours['limit_img_s']:.2f} | {ours['of_limit']:.0%} | {_fmt(m.get('bf16_diff_max'), '.3f')} | "
+                f"| {r['model']} | {m['method']} | {m['images']} | {m['forward_passes']} | {_fmt(m['fp32']['img_s'])} | "
+                f"{_fmt(ours['img_s'])} | {_fmt(peer.get('img_s'))} | {_fmt(m.get('speedup'), '.2f', 'x')} | "
+                f"{_fmt(ours['limit_img_s'])} | {ours['of_limit']:.0%} | {_fmt(m.get('bf16_diff_max'), '.3f')} | "
                 f"{_fmt(ours['peak_mib'], '.0f')} / {_fmt(peer.get('peak_mib'), '.0f')} |")
         for m in r.get("metrics", []):
             ours = m.get(best, m["fp32"])
             lines.append(
-                f"| {r['model']} | {m['metric']} | {m['images']} | {m['forward_passes']} | {m['fp32']['img_s']:.2f} | "
-                f"{ours['img_s']:.2f} | - | - | {_fmt(ours.get('limit_img_s'))} | "
+                f"| {r['model']} | {m['metric']} | {m['images']} | {m['forward_passes']} | {_fmt(m['fp32']['img_s'])} | "
+                f"{_fmt(ours['img_s'])} | - | - | {_fmt(ours.get('limit_img_s'))} | "
                 f"{_fmt(ours.get('of_limit'), '.0%')} | - | {_fmt(ours['peak_mib'], '.0f')} / - |")
     return "\n".join(lines) + "\n"
 
