@@ -255,6 +255,9 @@ rule notebook_02:
                 "device": DEVICE,
                 "batch_size": NB02["batch_size"],
                 "checkpoint_dir": os.path.abspath(os.path.dirname(input.checkpoints[0])),
+                # used by the notebook only when it trains itself (no checkpoint_dir): kept equal to the rule's
+                "train_epochs": NB02["train_epochs"],
+                "train_images": NB02["train_images"],
                 "cache_dir": os.path.abspath(f"{RESULTS}/cache/02"),
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }

@@ -29,7 +29,17 @@ NB01_OUTPUTS = [
     "fig7_thresholded.png",
     "maps_overview.png",
 ]
-EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "all": 1}
+NOTEBOOK_02 = "notebooks/02_l_cam.ipynb"
+NB02_OUTPUTS = [
+    "table1_ad_ic.csv",
+    "paired_differences.csv",
+    "fig4_class_specific_scores.csv",
+    "errors.csv",
+    "fig3_maps.png",
+    "fig4_class_specific.png",
+]
+LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
+EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "all": 1}
 
 
 def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -124,7 +134,7 @@ def test_default_profile_dry_run():
     # data_dir "" -> ../shared/data beside the checkout, made absolute
     assert train[train.index("--data-dir") + 1] == str((REPO / "../shared/data").resolve())
 
-    params = papermill_args(command_of(out, "papermill"))
+    params = papermill_args(command_of(out, "01_attention_map_gradcam.ipynb"))
     assert params["model_name"] == "efficientnet_lite0"
     assert params["device"] == "auto"
     assert params["val_dir"] == "imagenet-val-1300"
@@ -133,10 +143,41 @@ def test_default_profile_dry_run():
     assert Path(params["checkpoint"]) == REPO / "results/checkpoints/am_gradcam_efficientnet_lite0.pt"
 
 
-def test_every_notebook_parameter_comes_from_config():
+def lcam_training_commands(out: str) -> dict[tuple[str, str], list[str]]:
+    """{(variant, loss): argv} of the train_lcam jobs of a dry run."""
+    runs = {}
+    for cmd in shell_commands(out):
+        if "lib.train_lcam" in cmd:
+            argv = shlex.split(cmd.split(" > ")[0])
+            runs[(argv[argv.index("--variant") + 1], "ce" if "--ce-only" in argv else "full")] = argv
+    return runs
+
+
+def test_default_profile_trains_four_lcams_for_notebook_02():
+    out = dry_run()
+    for name in NB02_OUTPUTS:
+        assert f"figures/02/{name}" in out, f"missing output figures/02/{name}\n{out}"
+    runs = lcam_training_commands(out)
+    assert set(runs) == LCAM_RUNS, sorted(runs)
+    for (variant, loss), argv in runs.items():
+        assert argv[argv.index("--out") + 1] == f"results/checkpoints/lcam_efficientnet_lite0_{variant}_{loss}.pt"
+        assert argv[argv.index("--batch-size") + 1] == "64"  # the paper's batch
+        assert argv[argv.index("--train-dir") + 1] == "imagenet-train-1000"
+    params = papermill_args(command_of(out, "02_l_cam.ipynb"))
+    assert params["model_name"] == "efficientnet_lite0"
+    assert Path(params["checkpoint_dir"]) == REPO / "results/checkpoints"
+    assert Path(params["output_dir"]) == REPO / "figures" / "02"
+    assert params["rise_masks"] == "4000"  # the paper's N for VGG-16
+    # the notebook's in-place training settings equal the rule's (used only without checkpoints)
+    some = next(iter(runs.values()))
+    assert params["train_epochs"] == some[some.index("--epochs") + 1]
+
+
+@pytest.mark.parametrize("notebook", [NOTEBOOK_01, NOTEBOOK_02])
+def test_every_notebook_parameter_comes_from_config(notebook):
     """No parameter is left at the notebook's quick default in a pipeline run."""
-    params = papermill_args(command_of(dry_run(), "papermill"))
-    expected = notebook_parameters(NOTEBOOK_01)
+    params = papermill_args(command_of(dry_run(), Path(notebook).name))
+    expected = notebook_parameters(notebook)
     assert set(params) == expected, f"passed {sorted(params)}, notebook has {sorted(expected)}"
 
 
@@ -151,7 +192,7 @@ def test_paper_profile_dry_run():
     assert train[train.index("--device") + 1] == "cuda"
     assert train[train.index("--train-dir") + 1] == "train"
 
-    params = papermill_args(command_of(out, "papermill"))
+    params = papermill_args(command_of(out, "01_attention_map_gradcam.ipynb"))
     assert params["model_name"] == "resnet50"
     assert params["device"] == "cuda"
     assert params["val_dir"] == "val"
@@ -161,15 +202,27 @@ def test_paper_profile_dry_run():
     # the GPU is declared to the scheduler (Snakemake's standard `gpu` resource)
     assert re.search(r"resources:.*\bgpu=1\b", out), out
 
+    # notebook 02: the paper's ResNet-50 half, 25 epochs over the user's train/ folder
+    runs = lcam_training_commands(out)
+    assert set(runs) == LCAM_RUNS, sorted(runs)
+    for argv in runs.values():
+        assert argv[argv.index("--model") + 1] == "resnet50"
+        assert argv[argv.index("--epochs") + 1] == "25"
+        assert argv[argv.index("--train-dir") + 1] == "train"
+    params02 = papermill_args(command_of(out, "02_l_cam.ipynb"))
+    assert params02["rise_masks"] == "8000" and params02["n_images_gpu"] == "2000"
+    for name in NB02_OUTPUTS:
+        assert f"figures/paper/02/{name}" in out, out
+
 
 def test_data_dir_from_environment_and_config(tmp_path):
     env_dir = tmp_path / "from-env"
     out = dry_run(env={"CAM_DATA_DIR": str(env_dir)})
-    assert papermill_args(command_of(out, "papermill"))["data_dir"] == str(env_dir)
+    assert papermill_args(command_of(out, NOTEBOOK_02))["data_dir"] == str(env_dir)
 
     cfg_dir = tmp_path / "from-config"
     out = dry_run("--config", f"data_dir={cfg_dir}", env={"CAM_DATA_DIR": str(env_dir)})
-    assert papermill_args(command_of(out, "papermill"))["data_dir"] == str(cfg_dir)
+    assert papermill_args(command_of(out, NOTEBOOK_01))["data_dir"] == str(cfg_dir)
 
 
 def test_snakefile_never_deletes_finished_work():
