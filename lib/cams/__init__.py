@@ -8,6 +8,7 @@ from .gradient import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGra
 from .hooks import Captured, capture_layer, forward_with_gradients
 from .group import GroupCAM
 from .rise import RISE
+from .sacam import SACAM
 from .score import ScoreCAM
 from .targets import resolve_targets
 
@@ -24,6 +25,7 @@ METHODS: dict[str, type[CAM]] = {
     "groupcam": GroupCAM,
     "ablationcam": AblationCAM,
     "rise": RISE,
+    "sacam": SACAM,
 }
 
 
@@ -37,6 +39,6 @@ def get_method(name: str, model, target_layer=None, **kwargs) -> CAM:
 
 __all__ = [
     "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "SmoothGradCAMPlusPlus", "METHODS", "get_method",
-    "LayerCAM", "HiResCAM", "EigenCAM", "OriginalCAM", "ScoreCAM", "GroupCAM", "AblationCAM", "RISE",
+    "LayerCAM", "HiResCAM", "EigenCAM", "OriginalCAM", "ScoreCAM", "GroupCAM", "AblationCAM", "RISE", "SACAM",
     "Captured", "capture_layer", "forward_with_gradients", "resolve_targets", "finalize_maps",
 ]

@@ -103,27 +103,35 @@ class ScoreCAM(PerturbationCAM):
         """``C + 1``: one masked pass per channel of the target layer plus the unmasked pass."""
         return self.num_channels() + 1
 
+    def channel_scores(self, images: torch.Tensor, activations: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Step 2 for every channel: scores ``S [N, C, K]`` of target ids ``[N, K]`` (C forward passes per image).
+
+        ``activations [N, C, h, w]`` may be any channels (e.g. a subset, in tests).
+        """
+        device = images.device
+        n_img, c = activations.shape[:2]
+        size = tuple(images.shape[-2:])
+        base = self._base(images)
+        flat = activations.flatten(0, 1)  # [N*C, h, w]: item i is channel i % C of image i // C
+
+        def scores(chunk: slice) -> torch.Tensor:
+            image = torch.arange(chunk.start, chunk.stop, device=device) // c
+            masks = scorecam_masks(flat[chunk], size, self.baseline)
+            out = self._logits(base[image] * masks[:, None])
+            if self.baseline == "paper":
+                out = out.softmax(-1)
+            return out.gather(1, ids[image])  # [b, K]
+
+        with torch.no_grad(), self._progress_bar(n_img * c, self.name) as bar:
+            return self._batched(scores, n_img * c, device, bar).view(n_img, c, -1)
+
     def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps (``[K, N, h, w]``; ``[K, N, H, W]`` for ``baseline="paper"``) and target ids ``[N, K]``."""
         with torch.no_grad():
-            device = images.device
             acts, logits = self._forward_capture(images)
             ids = resolve_targets(logits, targets)  # [N, K]
-            n_img, c, h, w = acts.shape
             size = tuple(images.shape[-2:])
-            base = self._base(images)
-            flat = acts.flatten(0, 1)  # [N*C, h, w]: item i is channel i % C of image i // C
-
-            def scores(chunk: slice) -> torch.Tensor:
-                image = torch.arange(chunk.start, chunk.stop, device=device) // c
-                masks = scorecam_masks(flat[chunk], size, self.baseline)
-                out = self._logits(base[image] * masks[:, None])
-                if self.baseline == "paper":
-                    out = out.softmax(-1)
-                return out.gather(1, ids[image])  # [b, K]
-
-            with self._progress_bar(n_img * c, self.name) as bar:
-                s = self._batched(scores, n_img * c, device, bar).view(n_img, c, -1)  # [N, C, K]
+            s = self.channel_scores(images, acts, ids)  # [N, C, K]
 
             if self.baseline == "paper":
                 constant = acts.flatten(-2).amax(-1) == acts.flatten(-2).amin(-1)  # [N, C]
