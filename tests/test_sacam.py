@@ -11,7 +11,8 @@ from torch import nn
 
 from lib.cams import ScoreCAM
 from lib.cams.perturbation import gaussian_blur
-from lib.cams.sacam import SACAM, key_area, perturb, sa_scores, sacam_weights, self_attention_terms
+from lib.cams.sacam import (SACAM, candidate_maps, key_area, perturb, sa_scores, sacam_weights, select_parameters,
+                            self_attention_terms)
 
 
 class TinyCNN(nn.Module):
@@ -245,3 +246,37 @@ def test_call_shape_and_batching_invariance():
 def test_bad_arguments_name_the_fix(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SACAM(TinyCNN(), "features", **kwargs)
+
+
+# --- the parameter grid and the selection rule ------------------------------------------------------
+
+def test_candidate_maps_equal_separate_calls_and_share_the_masked_passes():
+    model = TinyCNN()
+    x = tiny_image(8, n=2)
+    cam = SACAM(model, "features", perturbation="blur", sigma0=1.0, threshold=0.3)
+    grid = ([0.2, None], [0.0, 1.5], [0.0, 2.0])
+    seen, handle = count_images(model)
+    try:
+        got = dict(candidate_maps(cam, x, "predicted", *grid))
+    finally:
+        handle.remove()
+    assert sum(seen) == 2 * (1 + 2 * 2 * 2)  # one gradient pass; 2 thresholds x 2 channels x 2 passes per image
+    assert len(got) == 8 and cam.threshold == 0.3  # the grid leaves the method as it was
+    for (t, l1, l2), maps in got.items():
+        direct = SACAM(model, "features", perturbation="blur", sigma0=1.0, threshold=t, lambda1=l1, lambda2=l2)
+        torch.testing.assert_close(maps, direct(x, "predicted"))
+    with pytest.raises(ValueError, match="one target"):
+        next(candidate_maps(cam, x, "top2", [0.5], [0.0], [0.0]))
+
+
+def test_selection_rule_takes_the_best_mean_and_breaks_ties_towards_less_change():
+    scores = {(0.5, 1.0, 1.0): torch.tensor([0.4, 0.6]), (0.5, 0.0, 0.0): torch.tensor([0.3, 0.3]),
+              (0.2, 2.0, 0.0): torch.tensor([0.2, 0.2])}
+    assert select_parameters(scores) == (0.5, 1.0, 1.0)
+    tied = {(0.5, 1.0, 1.0): torch.tensor([0.5]), (0.7, 0.0, 1.0): torch.tensor([0.5]),
+            (0.2, 0.0, 1.0): torch.tensor([0.5]), (None, 0.0, 1.0): torch.tensor([0.5])}
+    assert select_parameters(tied) == (None, 0.0, 1.0)  # least lambda, then the largest key area
+    with pytest.raises(ValueError, match="NaN"):
+        select_parameters({(0.5, 0.0, 0.0): torch.tensor([float("nan")])})
+    with pytest.raises(ValueError, match="at least one"):
+        select_parameters({})

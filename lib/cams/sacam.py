@@ -41,14 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gradient import gradcampp_alpha
+from .gradient import finalize_maps, gradcampp_alpha
 from .hooks import forward_with_gradients
 from .perturbation import PerturbationCAM, gaussian_blur
 from .score import scorecam_masks
 from .targets import Targets
 
-__all__ = ["SACAM", "PERTURBATIONS", "key_area", "perturb", "sa_scores", "self_attention_terms",
-           "sacam_weights"]
+__all__ = ["SACAM", "PERTURBATIONS", "key_area", "perturb", "sa_scores", "self_attention_terms", "sacam_weights",
+           "candidate_maps", "select_parameters"]
 
 PERTURBATIONS = ("constant", "noise", "blur")
 WHITE = 1.0  # Alg. 1 paints the pixels outside the key area (255, 255, 255): 1.0 in the [0, 1] image
@@ -205,3 +205,49 @@ class SACAM(PerturbationCAM):
         s = self.channel_scores(images, acts, ids).permute(2, 0, 1)  # [K, N, C]
         weights = sacam_weights(s, k, q, self.lambda1, self.lambda2)
         return F.relu(torch.einsum("knc,nchw->knhw", weights, acts)), ids
+
+
+def candidate_maps(cam: SACAM, images: torch.Tensor, targets: Targets, thresholds, lambdas1, lambdas2):
+    """Maps of every ``(threshold, lambda1, lambda2)`` of a grid, each masked pass run once.
+
+    The masked passes depend on the threshold only (and on ``cam``'s perturbation), the gradients
+    on nothing in the grid, so a grid costs ``len(thresholds) * 2 C`` passes per image however many
+    lambdas it has.  Yields ``((threshold, lambda1, lambda2), maps [N, H, W])`` for one target per
+    image; the maps equal ``SACAM(..., threshold=t, lambda1=l1, lambda2=l2)(images, targets)``.
+    """
+    captured = forward_with_gradients(cam.model, images, targets, cam.target_layer, cam.precision)
+    acts, ids = captured.activations.detach(), captured.targets
+    if ids.shape[1] != 1:
+        raise ValueError(f"candidate_maps takes one target per image, got {ids.shape[1]}. Fix: pass class ids or 'predicted'.")
+    k, q = self_attention_terms(acts, captured.gradients.detach())
+    size = tuple(images.shape[-2:])
+    original = cam.threshold
+    try:
+        for threshold in thresholds:
+            cam.threshold = threshold
+            s = cam.channel_scores(images, acts, ids).permute(2, 0, 1)
+            for lambda1 in lambdas1:
+                for lambda2 in lambdas2:
+                    weights = sacam_weights(s, k, q, lambda1, lambda2)
+                    raw = F.relu(torch.einsum("knc,nchw->knhw", weights, acts))
+                    yield (threshold, float(lambda1), float(lambda2)), finalize_maps(raw, size, False)
+    finally:
+        cam.threshold = original
+
+
+def select_parameters(scores: dict[tuple, torch.Tensor]) -> tuple:
+    """The stated rule of notebook 03: the grid point with the highest mean per-image score.
+
+    ``scores`` maps ``(threshold, lambda1, lambda2)`` to per-image scores ``[N]`` (higher is
+    better; the notebook uses insertion AUC minus deletion AUC on training images).  Ties (means
+    within 1e-9) go to the smallest ``lambda1 + lambda2`` (the least change to the Score-CAM-like
+    part), then to the smallest threshold (the largest key area).
+    """
+    if not scores:
+        raise ValueError("select_parameters needs at least one grid point.")
+    means = {key: float(value.double().mean()) for key, value in scores.items()}
+    if any(not math.isfinite(m) for m in means.values()):
+        raise ValueError("select_parameters: a grid point has a NaN or infinite mean score.")
+    best = max(means.values())
+    tied = [key for key, m in means.items() if m >= best - 1e-9]
+    return min(tied, key=lambda key: (key[1] + key[2], -1 if key[0] is None else key[0]))
