@@ -1,9 +1,11 @@
 """Saliency metrics: phi_nu masks, masking conventions, AD / IC / "percentage in", deletion and
-insertion, pointing games, map density, cascading randomisation, bootstrap CIs.
+insertion, pointing games, map density, cascading randomisation, adversarial verification (SA-CAM),
+bootstrap CIs.
 
 See PROTOCOLS.md "Metrics" and the attention-guided Grad-CAM paper, Sec. 4.2 (Eqs. 8, 9).
 """
 
+from .adversarial import adversarial_verification, embed_core_area, random_offsets
 from .average_drop import (FRAME_COLUMNS, PERCENTAGE_IN_FRACTIONS, ad_ic, average_drop_increase,
                            confidence_scores, percentage_in, to_frame)
 from .causal import auc, deletion_insertion, num_points, saliency_ranks
@@ -19,6 +21,9 @@ __all__ = [
     "FRAME_COLUMNS",
     "PERCENTAGE_IN_FRACTIONS",
     "ad_ic",
+    "adversarial_verification",
+    "embed_core_area",
+    "random_offsets",
     "auc",
     "box_pixel_ranges",
     "cascading_randomization",
