@@ -87,6 +87,11 @@ def test_fills_of_the_three_operators():
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, SACAM(model, "features", perturbation="noise", noise_std=0.3, seed=5).fills(x))
     assert a.min() >= 0 and a.max() <= 1 and a.shape == x.shape
+    # the noise field does not depend on the image's place in the batch
+    pair = torch.cat([tiny_image(9), x])
+    unclipped = SACAM(model, "features", perturbation="noise", noise_std=0.01, seed=4)
+    torch.testing.assert_close(unclipped.fills(pair)[1] - pair[1].mean((-2, -1), keepdim=True),
+                               unclipped.fills(x)[0] - x[0].mean((-2, -1), keepdim=True))
     quiet = SACAM(model, "features", perturbation="noise", noise_std=0.0).fills(x)
     torch.testing.assert_close(quiet, constant.expand_as(x))
     # blur: a Gaussian of sigma0 with a kernel of 2 * ceil(3 sigma0) + 1 taps

@@ -13,7 +13,7 @@ For a class ``c`` and the target layer's activations ``A [N, C, h, w]`` (Eq. 9-1
 3. **Perturbation** (Eq. 13, Fong & Vedaldi's operators, :func:`perturb`) with ``m = H_n``:
    ``"constant"``: ``m X + (1 - m) mu0`` (``mu0`` the image's mean colour, or a given value);
    ``"noise"``: ``m X + (1 - m) eta`` with ``eta = mu0 + noise_std * N(0, 1)`` (one seeded noise
-   image per image, clipped to [0, 1]); ``"blur"``: ``m X + (1 - m) blur_sigma0(X)``, the usual
+   field shared by every image, so an image gets the same noise in any batch; clipped to [0, 1]); ``"blur"``: ``m X + (1 - m) blur_sigma0(X)``, the usual
    discrete form of the space-varying blur (``sigma0 = 10`` px, Fong & Vedaldi's value).
 4. **Score** (Eq. 12): ``S_n = f(U_seg) * (1 + f(U_pert))`` with ``f`` the softmax probability of
    class ``c``: two forward passes per channel.
@@ -127,7 +127,7 @@ class SACAM(PerturbationCAM):
             colour) or a number in [0, 1] (e.g. ``0.0``: black, which makes ``U_constant``
             Score-CAM's masked image ``X * H_n``).
         sigma0: standard deviation (pixels) of the blur operator; noise_std: of the noise operator.
-        seed: seeds the noise images (the same image gets the same noise in every call).
+        seed: seeds the noise field (one field for every image: the same noise in any batch or call).
         batch_size, precision, progress: as in :class:`lib.cams.perturbation.PerturbationCAM`.
     """
 
@@ -173,7 +173,7 @@ class SACAM(PerturbationCAM):
         if self.perturbation == "constant":
             return mu0
         generator = torch.Generator().manual_seed(self.seed)
-        noise = torch.randn(images.shape, generator=generator).to(images.device, images.dtype)
+        noise = torch.randn((1, *images.shape[1:]), generator=generator).to(images.device, images.dtype)
         return (mu0 + self.noise_std * noise).clamp(0, 1)
 
     def channel_scores(self, images: torch.Tensor, activations: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
