@@ -24,7 +24,8 @@ from torch import nn
 
 from ..models import resolve_layer
 from .gradient import CAM, _CombineCAM
-from .hooks import _check_precision, capture_layer
+from ..precision import precision_autocast
+from .hooks import capture_layer
 from .targets import Targets, resolve_targets
 
 __all__ = [
@@ -93,9 +94,8 @@ def forward_activations(model: nn.Module, images: torch.Tensor, targets: Targets
     Under ``no_grad`` no graph is built either way.  ``precision="bf16"`` runs the forward under
     bfloat16 autocast; activations and logits are returned in float32.
     """
-    bf16 = _check_precision(precision)
     with capture_layer(model, layer, with_grad=True) as cap, torch.no_grad(), \
-            torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+            precision_autocast(images.device, precision):
         logits = model(images).float()
         activations = cap.require().detach().float()
         target_ids = resolve_targets(logits, targets)

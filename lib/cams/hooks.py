@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..models import resolve_layer
+from ..precision import PRECISIONS, precision_autocast
 from .targets import resolve_targets
 
 __all__ = ["LayerCapture", "capture_layer", "forward_with_gradients", "Captured", "PRECISIONS"]
@@ -104,9 +105,7 @@ def forward_with_gradients(model: nn.Module, images: torch.Tensor, targets="pred
     activations, gradients and logits are returned in float32 either way, so everything computed
     from them (the maps) is fp32 arithmetic on bf16-rounded inputs.
     """
-    bf16 = _check_precision(precision)
-    with capture_layer(model, layer) as cap, torch.enable_grad(), \
-            torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+    with capture_layer(model, layer) as cap, torch.enable_grad(), precision_autocast(images.device, precision):
         logits = model(images)
         leaf = cap.require()
         target_ids = resolve_targets(logits, targets)
@@ -117,12 +116,3 @@ def forward_with_gradients(model: nn.Module, images: torch.Tensor, targets="pred
             (g,) = torch.autograd.grad(score, leaf, retain_graph=j < k - 1)
             grads.append(g)
     return Captured(leaf.detach().float(), torch.stack(grads).float(), logits.detach().float(), target_ids)
-
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def _check_precision(precision: str) -> bool:
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}. Fix: use one of {', '.join(PRECISIONS)}.")
-    return precision == "bf16"

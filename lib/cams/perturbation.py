@@ -41,7 +41,8 @@ from torch import nn
 
 from ..batching import map_batches, suggest_batch_size
 from .gradient import CAM
-from .hooks import PRECISIONS, capture_layer
+from ..precision import check_precision
+from .hooks import capture_layer
 
 __all__ = [
     "PerturbationCAM",
@@ -146,8 +147,7 @@ class PerturbationCAM(CAM):
     def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None, *,
                  batch_size: int | None = None, precision: str = "fp32", convention: str = "image",
                  progress: bool | None = None):
-        if precision not in PRECISIONS:
-            raise ValueError(f"Unknown precision {precision!r}. Fix: use one of {', '.join(PRECISIONS)}.")
+        check_precision(precision)
         if convention not in CONVENTIONS:
             raise ValueError(f"Unknown convention {convention!r}. Fix: use one of {', '.join(CONVENTIONS)}.")
         if batch_size is not None and batch_size < 1:

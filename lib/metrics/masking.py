@@ -17,21 +17,11 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..precision import PRECISIONS, precision_autocast
+
 __all__ = ["CONVENTIONS", "PRECISIONS", "explanation_logits", "model_device", "check_convention", "precision_autocast"]
 
 CONVENTIONS: tuple[str, ...] = ("image", "normalized")
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
-
-
-def precision_autocast(device: torch.device, precision: str):
-    """Autocast context of a metric's forward passes: fp32 (reference) or bfloat16 autocast.
-
-    Scores are always taken in float32 from the logits; ``"bf16"`` is the GPU fast path (on a CPU
-    it runs, but is usually slower than fp32 there).
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision {precision!r}. Fix: use one of {', '.join(PRECISIONS)}.")
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def check_convention(convention: str) -> str:

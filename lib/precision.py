@@ -1,0 +1,29 @@
+"""The two numeric paths of every method and metric: ``"fp32"`` (the reference) and ``"bf16"``.
+
+``"bf16"`` runs forward passes under bfloat16 autocast (the GPU fast path); results are always
+returned in float32.  One home for the names and the check, shared by :mod:`lib.cams` and
+:mod:`lib.metrics`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["PRECISIONS", "check_precision", "precision_autocast"]
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+
+def check_precision(precision: str) -> bool:
+    """``True`` for ``"bf16"``, ``False`` for ``"fp32"``; a ``ValueError`` naming the choices otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}. Fix: use one of {', '.join(PRECISIONS)}.")
+    return precision == "bf16"
+
+
+def precision_autocast(device: torch.device, precision: str):
+    """Autocast context of forward passes on ``device``: disabled for fp32, bfloat16 for bf16.
+
+    On a CPU bf16 runs, but is usually slower than fp32 there.
+    """
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=check_precision(precision))
