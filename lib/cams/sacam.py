@@ -176,25 +176,39 @@ class SACAM(PerturbationCAM):
         noise = torch.randn((1, *images.shape[1:]), generator=generator).to(images.device, images.dtype)
         return (mu0 + self.noise_std * noise).clamp(0, 1)
 
-    def channel_scores(self, images: torch.Tensor, activations: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """Eq. 12 for every channel: ``S [N, C, K]`` for target ids ``[N, K]`` (2 C forward passes per image)."""
+    def _channel_probs(self, images: torch.Tensor, activations: torch.Tensor, ids: torch.Tensor, build, label: str
+                       ) -> torch.Tensor:
+        """``f(build(x, H_n, image_index))`` for every channel ``n``: probabilities ``[N, C, K]`` (C passes per image)."""
         device = images.device
         n_img, c = activations.shape[:2]
         size = tuple(images.shape[-2:])
-        fills = self.fills(images)
         flat = activations.flatten(0, 1)
 
-        def scores(chunk: slice) -> torch.Tensor:
+        def probs(chunk: slice) -> torch.Tensor:
             image = torch.arange(chunk.start, chunk.stop, device=device) // c
             heat = scorecam_masks(flat[chunk], size, "paper")
-            x = images[image]
-            fill = fills[image]
-            p_seg = self._logits(key_area(x, heat, self.threshold)).softmax(-1).gather(1, ids[image])
-            p_pert = self._logits(perturb(x, heat, self.perturbation, fill=fill)).softmax(-1).gather(1, ids[image])
-            return sa_scores(p_seg, p_pert)
+            return self._logits(build(images[image], heat, image)).softmax(-1).gather(1, ids[image])
 
-        with torch.no_grad(), self._progress_bar(n_img * c, f"{self.name} (2 passes per channel)") as bar:
-            return self._batched(scores, n_img * c, device, bar).view(n_img, c, -1)
+        with torch.no_grad(), self._progress_bar(n_img * c, f"{self.name} ({label})") as bar:
+            return self._batched(probs, n_img * c, device, bar).view(n_img, c, -1)
+
+    def key_area_probs(self, images: torch.Tensor, activations: torch.Tensor, ids: torch.Tensor,
+                       threshold: float | None) -> torch.Tensor:
+        """``f(U_seg)`` per channel (Alg. 1) at ``threshold`` (``None``: keep every pixel): ``[N, C, K]``."""
+        return self._channel_probs(images, activations, ids, lambda x, heat, _: key_area(x, heat, threshold),
+                                   "key areas")
+
+    def perturbed_probs(self, images: torch.Tensor, activations: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``f(U_perturbed)`` per channel (Eq. 13, the method's perturbation): ``[N, C, K]``."""
+        fills = self.fills(images)
+        return self._channel_probs(images, activations, ids,
+                                   lambda x, heat, image: perturb(x, heat, self.perturbation, fill=fills[image]),
+                                   f"{self.perturbation} perturbation")
+
+    def channel_scores(self, images: torch.Tensor, activations: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Eq. 12 for every channel: ``S [N, C, K]`` for target ids ``[N, K]`` (2 C forward passes per image)."""
+        return sa_scores(self.key_area_probs(images, activations, ids, self.threshold),
+                         self.perturbed_probs(images, activations, ids))
 
     def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps ``[K, N, h, w]`` at the layer's size and target ids ``[N, K]``."""
@@ -210,10 +224,11 @@ class SACAM(PerturbationCAM):
 def candidate_maps(cam: SACAM, images: torch.Tensor, targets: Targets, thresholds, lambdas1, lambdas2):
     """Maps of every ``(threshold, lambda1, lambda2)`` of a grid, each masked pass run once.
 
-    The masked passes depend on the threshold only (and on ``cam``'s perturbation), the gradients
-    on nothing in the grid, so a grid costs ``len(thresholds) * 2 C`` passes per image however many
-    lambdas it has.  Yields ``((threshold, lambda1, lambda2), maps [N, H, W])`` for one target per
-    image; the maps equal ``SACAM(..., threshold=t, lambda1=l1, lambda2=l2)(images, targets)``.
+    ``f(U_seg)`` depends on the threshold only, ``f(U_perturbed)`` on ``cam``'s perturbation only
+    and the gradients on nothing in the grid, so a grid costs ``(len(thresholds) + 1) * C`` passes
+    per image however many lambdas it has.  Yields ``((threshold, lambda1, lambda2), maps [N, H, W])``
+    for one target per image; the maps equal ``SACAM(..., threshold=t, lambda1=l1,
+    lambda2=l2)(images, targets)``.
     """
     captured = forward_with_gradients(cam.model, images, targets, cam.target_layer, cam.precision)
     acts, ids = captured.activations.detach(), captured.targets
@@ -221,18 +236,14 @@ def candidate_maps(cam: SACAM, images: torch.Tensor, targets: Targets, threshold
         raise ValueError(f"candidate_maps takes one target per image, got {ids.shape[1]}. Fix: pass class ids or 'predicted'.")
     k, q = self_attention_terms(acts, captured.gradients.detach())
     size = tuple(images.shape[-2:])
-    original = cam.threshold
-    try:
-        for threshold in thresholds:
-            cam.threshold = threshold
-            s = cam.channel_scores(images, acts, ids).permute(2, 0, 1)
-            for lambda1 in lambdas1:
-                for lambda2 in lambdas2:
-                    weights = sacam_weights(s, k, q, lambda1, lambda2)
-                    raw = F.relu(torch.einsum("knc,nchw->knhw", weights, acts))
-                    yield (threshold, float(lambda1), float(lambda2)), finalize_maps(raw, size, False)
-    finally:
-        cam.threshold = original
+    p_perturbed = cam.perturbed_probs(images, acts, ids)
+    for threshold in thresholds:
+        s = sa_scores(cam.key_area_probs(images, acts, ids, threshold), p_perturbed).permute(2, 0, 1)
+        for lambda1 in lambdas1:
+            for lambda2 in lambdas2:
+                weights = sacam_weights(s, k, q, lambda1, lambda2)
+                raw = F.relu(torch.einsum("knc,nchw->knhw", weights, acts))
+                yield (threshold, float(lambda1), float(lambda2)), finalize_maps(raw, size, False)
 
 
 def select_parameters(scores: dict[tuple, torch.Tensor]) -> tuple:
