@@ -286,3 +286,22 @@ def test_selection_rule_takes_the_best_mean_and_breaks_ties_towards_less_change(
         select_parameters({(0.5, 0.0, 0.0): torch.tensor([float("nan")])})
     with pytest.raises(ValueError, match="at least one"):
         select_parameters({})
+
+
+def test_several_class_ids_per_image_give_one_map_each_and_share_the_masked_passes():
+    from lib.cams import GradCAM
+
+    model = TinyCNN()
+    x = tiny_image(11, n=2)
+    ids = torch.tensor([[0, 2], [1, 0]])
+    cam = SACAM(model, "features", perturbation="constant", threshold=0.4, lambda1=0.5, lambda2=2.0)
+    seen, handle = count_images(model)
+    try:
+        both = cam(x, ids)
+    finally:
+        handle.remove()
+    assert both.shape == (2, 2, *x.shape[-2:])
+    assert sum(seen) == 2 * (1 + 2 * 2)  # the masked passes serve both classes
+    for k in range(2):
+        torch.testing.assert_close(both[:, k], cam(x, ids[:, k]))
+        torch.testing.assert_close(GradCAM(model, "features")(x, ids)[:, k], GradCAM(model, "features")(x, ids[:, k]))

@@ -7,7 +7,7 @@ wrapped in a class with the shared call shape::
     cam = GradCAM(model, target_layer=None)      # default: the model's registered layer
     maps = cam(images, targets="predicted")       # [N, H, W] in [0, 1] on the model's device
 
-``targets`` may be class ids, ``"predicted"`` or ``"top-k"`` (then maps are ``[N, k, H, W]``).
+``targets`` may be class ids, ``"predicted"``, ``"top-k"`` or an ``[N, K]`` array of ids (then maps are ``[N, K, H, W]``).
 Maps are ReLU'd, min-max normalised per map, then bilinearly upsampled to the image size
 (PROTOCOLS.md: "CAM min-max normalised, then upsampled"); ``size=None`` returns the raw
 low-resolution maps before normalisation.
@@ -23,7 +23,7 @@ from torch import nn
 
 from ..maps import minmax_normalize, upsample
 from .hooks import Captured, forward_with_gradients
-from .targets import Targets, is_topk, resolve_targets
+from .targets import Targets, is_multi_target, resolve_targets
 
 __all__ = [
     "CAM",
@@ -83,7 +83,7 @@ def xgradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Te
 
 
 def finalize_maps(maps: torch.Tensor, image_size: tuple[int, int] | None, topk: bool) -> torch.Tensor:
-    """``[K, N, h, w]`` raw maps -> ``[N, H, W]`` (or ``[N, K, H, W]`` for top-k) in [0, 1]."""
+    """``[K, N, h, w]`` raw maps -> ``[N, H, W]`` (or ``[N, K, H, W]`` when ``topk``: several targets per image) in [0, 1]."""
     maps = maps.transpose(0, 1)  # [N, K, h, w]
     if image_size is not None:
         maps = upsample(minmax_normalize(maps), image_size)
@@ -115,7 +115,7 @@ class CAM:
         _check_images(images, self.model)
         maps, _ = self.raw(images, targets)
         image_size = tuple(images.shape[-2:]) if size == "input" else size
-        return finalize_maps(maps, image_size, is_topk(targets))
+        return finalize_maps(maps, image_size, is_multi_target(targets))
 
 
 class _CombineCAM(CAM):

@@ -7,7 +7,7 @@ from typing import Sequence, Union
 
 import torch
 
-__all__ = ["Targets", "resolve_targets", "is_topk"]
+__all__ = ["Targets", "resolve_targets", "is_topk", "is_multi_target"]
 
 Targets = Union[str, int, Sequence[int], torch.Tensor]
 
@@ -16,6 +16,13 @@ _TOPK = re.compile(r"^top-?(\d+)$")
 
 def is_topk(targets: Targets) -> bool:
     return isinstance(targets, str) and _TOPK.match(targets.lower()) is not None
+
+
+def is_multi_target(targets: Targets) -> bool:
+    """Several classes per image: ``"top-k"`` or an ``[N, K]`` array of ids (maps come back ``[N, K, H, W]``)."""
+    if is_topk(targets):
+        return True
+    return not isinstance(targets, (str, int)) and torch.as_tensor(targets).ndim == 2
 
 
 def resolve_targets(logits: torch.Tensor, targets: Targets) -> torch.Tensor:
