@@ -82,6 +82,15 @@ NB02_FIGS = ["fig3_maps.png", "fig4_class_specific.png"]
 LCAM_VARIANTS = [f"{variant}_{loss}" for variant in ("fm", "img") for loss in ("full", "ce")]
 
 
+NB03 = config["notebook03"]
+NB03_FIGURES = f"{FIGURES}/03"
+NB03_TABLES = ["table1_insertion.csv", "table2_deletion.csv", "table3_overall.csv", "paired_differences.csv",
+               "table4_adversarial_accuracy.csv", "table5_fading_rate.csv", "selection_grid.csv",
+               "fig6_7_multi_target.csv", "fig8_sanity.csv", "forward_passes.csv"]
+NB03_FIGS = ["selection_sensitivity.png", "fig4_seven_methods.png", "fig5_backbones.png", "fig6_7_multi_target.png",
+             "fig8_cascade_maps.png", "fig8_cascade_similarity.png", "fig9_curves.png"]
+
+
 def lcam_checkpoints(model):
     """The four L-CAM checkpoints of notebook 02: L-CAM-Fm, L-CAM-Img and their CE-only ablations."""
     return [f"{RESULTS}/checkpoints/lcam_{model}_{v}.pt" for v in LCAM_VARIANTS]
@@ -92,6 +101,8 @@ NOTEBOOK_OUTPUTS = (
     + [f"{RESULTS}/notebooks/01_attention_map_gradcam.ipynb"]
     + [f"{NB02_FIGURES}/{name}" for name in NB02_TABLES + NB02_FIGS]
     + [f"{RESULTS}/notebooks/02_l_cam.ipynb"]
+    + [f"{NB03_FIGURES}/{name}" for name in NB03_TABLES + NB03_FIGS]
+    + [f"{RESULTS}/notebooks/03_sa_cam.ipynb"]
 )
 
 
@@ -259,6 +270,60 @@ rule notebook_02:
                 "train_epochs": NB02["train_epochs"],
                 "train_images": NB02["train_images"],
                 "cache_dir": os.path.abspath(f"{RESULTS}/cache/02"),
+                "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
+            }
+        ),
+    threads: workflow.cores
+    resources:
+        gpu=gpus(),
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
+        " --cwd {params.cwd:q} --kernel python3 --log-output --no-progress-bar"
+        " {params.papermill} > {log:q} 2>&1"
+
+
+rule notebook_03:
+    """Notebook 03, SA-CAM: parameter selection, Tables 1-5 (insertion/deletion, adversarial), Figs 4-9."""
+    input:
+        notebook="notebooks/03_sa_cam.ipynb",
+        lib=lib_sources(),
+    output:
+        tables=[f"{NB03_FIGURES}/{name}" for name in NB03_TABLES],
+        figures=[f"{NB03_FIGURES}/{name}" for name in NB03_FIGS],
+        notebook=f"{RESULTS}/notebooks/03_sa_cam.ipynb",
+    log:
+        f"{RESULTS}/logs/notebook_03.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/notebook_03.tsv"
+    params:
+        repo=str(REPO),
+        cwd=lambda wildcards, input: os.path.dirname(input.notebook),
+        papermill=lambda wildcards, input, output: papermill_params(
+            {
+                "model_name": NB03["model"],
+                "second_model": NB03["second_model"],
+                "target_layer": NB03["target_layer"],
+                "data_dir": data_root(),
+                "val_dir": NB03["val_dir"],
+                "train_dir": NB03["train_dir"],
+                "n_per_group_cpu": NB03["n_per_group_cpu"],
+                "n_per_group_gpu": NB03["n_per_group_gpu"],
+                "n_select_cpu": NB03["n_select_cpu"],
+                "n_select_gpu": NB03["n_select_gpu"],
+                "thresholds": NB03["thresholds"],
+                "lambdas": NB03["lambdas"],
+                "perturbation": NB03["perturbation"],
+                "n_composites": NB03["n_composites"],
+                "n_cascade": NB03["n_cascade"],
+                "cascade_layers": NB03["cascade_layers"],
+                "n_hosts": NB03["n_hosts"],
+                "core_fractions": NB03["core_fractions"],
+                "seed": NB03["seed"],
+                "device": DEVICE,
+                "batch_size": NB03["batch_size"],
+                "cache_dir": os.path.abspath(f"{RESULTS}/cache/03"),
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),

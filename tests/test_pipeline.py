@@ -38,8 +38,18 @@ NB02_OUTPUTS = [
     "fig3_maps.png",
     "fig4_class_specific.png",
 ]
+NOTEBOOK_03 = "notebooks/03_sa_cam.ipynb"
+NB03_OUTPUTS = [
+    "table1_insertion.csv",
+    "table2_deletion.csv",
+    "table3_overall.csv",
+    "table4_adversarial_accuracy.csv",
+    "table5_fading_rate.csv",
+    "selection_sensitivity.png",
+    "fig8_cascade_similarity.png",
+]
 LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
-EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "all": 1}
+EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1, "all": 1}
 
 
 def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -173,7 +183,20 @@ def test_default_profile_trains_four_lcams_for_notebook_02():
     assert params["train_epochs"] == some[some.index("--epochs") + 1]
 
 
-@pytest.mark.parametrize("notebook", [NOTEBOOK_01, NOTEBOOK_02])
+def test_default_profile_runs_notebook_03_with_its_grid_on_the_training_sample():
+    out = dry_run()
+    for name in NB03_OUTPUTS:
+        assert f"figures/03/{name}" in out, f"missing output figures/03/{name}\n{out}"
+    params = papermill_args(command_of(out, "03_sa_cam.ipynb"))
+    assert params["model_name"] == "efficientnet_lite0" and params["second_model"] == "efficientnet_lite2"
+    assert params["train_dir"] == "imagenet-train-1000" and params["val_dir"] == "imagenet-val-1300"
+    assert 5 * int(params["n_per_group_gpu"]) <= 1300  # five disjoint groups of the sample
+    assert len(params["core_fractions"].split(",")) == 3  # Cases 1-3
+    assert Path(params["cache_dir"]) == REPO / "results/cache/03"
+    assert Path(params["output_dir"]) == REPO / "figures" / "03"
+
+
+@pytest.mark.parametrize("notebook", [NOTEBOOK_01, NOTEBOOK_02, NOTEBOOK_03])
 def test_every_notebook_parameter_comes_from_config(notebook):
     """No parameter is left at the notebook's quick default in a pipeline run."""
     params = papermill_args(command_of(dry_run(), Path(notebook).name))
@@ -213,6 +236,13 @@ def test_paper_profile_dry_run():
     assert params02["rise_masks"] == "8000" and params02["n_images_gpu"] == "2000"
     for name in NB02_OUTPUTS:
         assert f"figures/paper/02/{name}" in out, out
+
+    # notebook 03: VGG-16 with its own last conv layer, the paper's 8 randomised layers
+    params03 = papermill_args(command_of(out, "03_sa_cam.ipynb"))
+    assert params03["model_name"] == "vgg16" and params03["target_layer"] == "default"
+    assert params03["cascade_layers"] == "8" and params03["device"] == "cuda"
+    for name in NB03_OUTPUTS:
+        assert f"figures/paper/03/{name}" in out, out
 
 
 def test_data_dir_from_environment_and_config(tmp_path):
