@@ -148,7 +148,7 @@ def test_default_profile_dry_run():
     assert params["model_name"] == "efficientnet_lite0"
     assert params["device"] == "auto"
     assert params["val_dir"] == "imagenet-val-1300"
-    assert params["n_images_cpu"] == "256" and params["n_images_gpu"] == "1300"
+    assert params["n_images_cpu"] == "128" and params["n_images_gpu"] == "1300"
     assert Path(params["output_dir"]) == REPO / "figures" / "01"
     assert Path(params["checkpoint"]) == REPO / "results/checkpoints/am_gradcam_efficientnet_lite0.pt"
 
