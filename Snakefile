@@ -304,7 +304,9 @@ rule notebook_03:
             {
                 "model_name": NB03["model"],
                 "second_model": NB03["second_model"],
-                "target_layer": NB03["target_layer"],
+                "target_layer_cpu": NB03["target_layer_cpu"],
+                "target_layer_gpu": NB03["target_layer_gpu"],
+                "n_layer_check": NB03["n_layer_check"],
                 "data_dir": data_root(),
                 "val_dir": NB03["val_dir"],
                 "train_dir": NB03["train_dir"],

@@ -193,6 +193,7 @@ def test_default_profile_runs_notebook_03_with_its_grid_on_the_training_sample()
     assert 5 * int(params["n_per_group_gpu"]) <= 1300  # five disjoint groups of the sample
     assert len(params["core_fractions"].split(",")) == 3  # Cases 1-3
     assert Path(params["cache_dir"]) == REPO / "results/cache/03"
+    assert params["target_layer_cpu"] == "last-block" and params["target_layer_gpu"] == "default"
     assert Path(params["output_dir"]) == REPO / "figures" / "03"
 
 
@@ -239,7 +240,8 @@ def test_paper_profile_dry_run():
 
     # notebook 03: VGG-16 with its own last conv layer, the paper's 8 randomised layers
     params03 = papermill_args(command_of(out, "03_sa_cam.ipynb"))
-    assert params03["model_name"] == "vgg16" and params03["target_layer"] == "default"
+    assert params03["model_name"] == "vgg16" and params03["target_layer_cpu"] == "default"
+    assert params03["target_layer_gpu"] == "default"
     assert params03["cascade_layers"] == "8" and params03["device"] == "cuda"
     for name in NB03_OUTPUTS:
         assert f"figures/paper/03/{name}" in out, out
