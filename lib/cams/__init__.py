@@ -11,6 +11,7 @@ from .rise import RISE
 from .sacam import SACAM
 from .score import ScoreCAM
 from .targets import resolve_targets
+from .ucag import UCAG, UCAGSettings, unfold_and_conquer
 
 METHODS: dict[str, type[CAM]] = {
     "gradcam": GradCAM,
@@ -30,15 +31,22 @@ METHODS: dict[str, type[CAM]] = {
 
 
 def get_method(name: str, model, target_layer=None, **kwargs) -> CAM:
-    """Build the CAM method ``name`` (case-insensitive, '-' and '_' ignored) for ``model``."""
+    """Build the CAM method ``name`` (case-insensitive, '-' and '_' ignored) for ``model``.
+
+    ``"ucag-<method>"`` (e.g. ``"ucag-gradcam++"``) wraps the method in :class:`UCAG` with the
+    authors' constants; ``kwargs`` go to the wrapped method.
+    """
     key = name.lower().replace("-", "").replace("_", "").replace(" ", "")
+    if key.startswith("ucag") and key != "ucag":
+        return UCAG(get_method(key[4:], model, target_layer, **kwargs))
     if key not in METHODS:
-        raise ValueError(f"Unknown CAM method {name!r}. Fix: use one of {', '.join(METHODS)}.")
+        raise ValueError(f"Unknown CAM method {name!r}. Fix: use one of {', '.join(METHODS)}, "
+                         "or 'ucag-' + one of them.")
     return METHODS[key](model, target_layer, **kwargs)
 
 
 __all__ = [
     "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "SmoothGradCAMPlusPlus", "METHODS", "get_method",
     "LayerCAM", "HiResCAM", "EigenCAM", "OriginalCAM", "ScoreCAM", "GroupCAM", "AblationCAM", "RISE", "SACAM",
-    "Captured", "capture_layer", "forward_with_gradients", "resolve_targets", "finalize_maps",
+    "UCAG", "UCAGSettings", "unfold_and_conquer", "Captured", "capture_layer", "forward_with_gradients", "resolve_targets", "finalize_maps",
 ]

@@ -45,24 +45,27 @@ __all__ = [
 
 # --- element-wise gradient CAMs -----------------------------------------------------------
 
-def layercam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def layercam_map(activations: torch.Tensor, gradients: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """LayerCAM (Jiang et al. 2021, Eq. 5-6): ``ReLU(sum_k ReLU(dy/dA_ij^k) A_ij^k)``.
 
     ``A [N, C, h, w]``, ``G [..., N, C, h, w]`` -> ``[..., N, h, w]``.  The outer ReLU is the
-    paper's; pytorch-grad-cam's base class applies the same one.
+    paper's; pytorch-grad-cam's base class applies the same one; ``relu=False`` drops it (the
+    inner ReLU on the gradients is the method's and stays).
     """
-    return F.relu((F.relu(gradients) * activations).sum(-3))
+    maps = (F.relu(gradients) * activations).sum(-3)
+    return F.relu(maps) if relu else maps
 
 
-def hirescam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def hirescam_map(activations: torch.Tensor, gradients: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """HiResCAM (Draelos & Carin 2020): ``ReLU(sum_k dy/dA_ij^k A_ij^k)``.
 
     The paper's map is the plain sum (signed); the ReLU is pytorch-grad-cam's (its base class
     clips every method's map at 0 before normalising), kept so maps are comparable.  On a head of
     global average pooling + linear layer the gradient is constant per channel, and HiResCAM
-    equals Grad-CAM exactly.
+    equals Grad-CAM exactly. ``relu=False``: the paper's signed sum.
     """
-    return F.relu((gradients * activations).sum(-3))
+    maps = (gradients * activations).sum(-3)
+    return F.relu(maps) if relu else maps
 
 
 class LayerCAM(_CombineCAM):
@@ -105,15 +108,24 @@ def forward_activations(model: nn.Module, images: torch.Tensor, targets: Targets
 class _ActivationCAM(CAM):
     """CAMs computed from one gradient-free forward: subclasses define :meth:`maps_from_activations`."""
 
+    signed_maps = True
+
     def maps_from_activations(self, activations: torch.Tensor, logits: torch.Tensor,
-                              target_ids: torch.Tensor) -> torch.Tensor:
-        """Raw maps ``[K, N, h, w]``."""
+                              target_ids: torch.Tensor, relu: bool = True) -> torch.Tensor:
+        """Raw maps ``[K, N, h, w]`` (``relu=False``: before the final ReLU)."""
         raise NotImplementedError
 
     def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+        maps, target_ids, _ = self._maps(images, targets, relu=True)
+        return maps, target_ids
+
+    def signed_raw(self, images, targets="predicted"):
+        return self._maps(images, targets, relu=False)
+
+    def _maps(self, images, targets, relu: bool):
         activations, logits, target_ids = forward_activations(self.model, images, targets, self.target_layer,
                                                               self.precision)
-        return self.maps_from_activations(activations, logits, target_ids), target_ids
+        return self.maps_from_activations(activations, logits, target_ids, relu), target_ids, logits
 
 
 # --- EigenCAM -----------------------------------------------------------------------------
@@ -184,8 +196,8 @@ class EigenCAM(_ActivationCAM):
             raise ValueError(f"Unknown sign convention {sign!r}. Fix: use one of {', '.join(EIGEN_SIGNS)}.")
         self.sign = sign
 
-    def maps_from_activations(self, activations, logits, target_ids):
-        maps = eigencam_map(activations, self.sign)  # [N, h, w]
+    def maps_from_activations(self, activations, logits, target_ids, relu=True):
+        maps = eigencam_map(activations, self.sign) if relu else principal_projection(activations, self.sign)
         return maps.unsqueeze(0).expand(target_ids.shape[1], *maps.shape)
 
 
@@ -265,7 +277,8 @@ class OriginalCAM(_ActivationCAM):
                 f"layer (e.g. an activation applied after the target layer).{hint} {fix}"
             )
 
-    def maps_from_activations(self, activations, logits, target_ids):
+    def maps_from_activations(self, activations, logits, target_ids, relu=True):
         self._check_head(activations, logits)
         weights = self.fc.weight.detach()[target_ids].to(activations.dtype)  # [N, K, C]
-        return F.relu(torch.einsum("nkc,nchw->knhw", weights, activations))
+        maps = torch.einsum("nkc,nchw->knhw", weights, activations)
+        return F.relu(maps) if relu else maps

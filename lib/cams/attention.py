@@ -128,6 +128,7 @@ class AMGradCAM(CAM):
     """
 
     name = "AM-Grad-CAM"
+    signed_maps = True
 
     def __init__(self, model: nn.Module, attention: nn.Module | None = None,
                  target_layer: str | nn.Module | None = None, *, precision: str = "fp32"):
@@ -135,12 +136,12 @@ class AMGradCAM(CAM):
         attention = ParameterFreeAttention() if attention is None else attention
         self.attention = attention.to(next(model.parameters()).device).eval()
 
-    def maps_from(self, captured: Captured) -> torch.Tensor:
+    def maps_from(self, captured: Captured, relu: bool = True) -> torch.Tensor:
         feats = gradcam_features(captured.activations, captured.gradients)  # [K, N, C, h, w]
         k, n = feats.shape[:2]
         with torch.no_grad():
-            attended = self.attention(feats.flatten(0, 1))
-        return F.relu(attended.sum(1)).view(k, n, *feats.shape[-2:])
+            attended = self.attention(feats.flatten(0, 1)).sum(1)
+        return (F.relu(attended) if relu else attended).view(k, n, *feats.shape[-2:])
 
     def differentiable_maps(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
         """Raw maps ``[N, h, w]`` with gradients flowing into the attention (for training)."""

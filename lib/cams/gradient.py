@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..maps import minmax_normalize, upsample
+from ..precision import precision_autocast
 from .hooks import Captured, forward_with_gradients
 from .targets import Targets, is_multi_target, resolve_targets
 
@@ -42,14 +43,18 @@ XGRAD_EPS = 1e-7  # pytorch-grad-cam's epsilon in the XGrad-CAM denominator
 GRADCAMPP_EPS = 1e-6  # pytorch-grad-cam's epsilon in the Grad-CAM++ alpha denominator
 
 
-def weighted_sum(activations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``ReLU(sum_k w_k A^k)`` (Grad-CAM Eq. 3): weights ``[..., N, C]`` -> maps ``[..., N, h, w]``."""
-    return F.relu((weights[..., None, None] * activations).sum(-3))
+def weighted_sum(activations: torch.Tensor, weights: torch.Tensor, relu: bool = True) -> torch.Tensor:
+    """``ReLU(sum_k w_k A^k)`` (Grad-CAM Eq. 3): weights ``[..., N, C]`` -> maps ``[..., N, h, w]``.
+
+    ``relu=False`` returns the signed sum (the partial explanations UCAG folds, Eq. 5).
+    """
+    maps = (weights[..., None, None] * activations).sum(-3)
+    return F.relu(maps) if relu else maps
 
 
-def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def gradcam_map(activations: torch.Tensor, gradients: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """Grad-CAM: ``w_k = 1/Z sum_ij dy/dA_ij^k`` (Eq. 2), map = ReLU(sum_k w_k A^k) (Eq. 3)."""
-    return weighted_sum(activations, gradients.mean((-2, -1)))
+    return weighted_sum(activations, gradients.mean((-2, -1)), relu)
 
 
 def gradcampp_alpha(activations: torch.Tensor, grad2: torch.Tensor, grad3: torch.Tensor,
@@ -70,16 +75,16 @@ def gradcampp_alpha(activations: torch.Tensor, grad2: torch.Tensor, grad3: torch
     return torch.where(grad2 != 0, alpha, torch.zeros_like(alpha))
 
 
-def gradcampp_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def gradcampp_map(activations: torch.Tensor, gradients: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """Grad-CAM++: ``w_k = sum_ij alpha_ij^k ReLU(dy/dA_ij^k)`` then ReLU(sum_k w_k A^k)."""
     alpha = gradcampp_alpha(activations, gradients.pow(2), gradients.pow(3))
-    return weighted_sum(activations, (alpha * F.relu(gradients)).sum((-2, -1)))
+    return weighted_sum(activations, (alpha * F.relu(gradients)).sum((-2, -1)), relu)
 
 
-def xgradcam_map(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+def xgradcam_map(activations: torch.Tensor, gradients: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """XGrad-CAM (Fu et al., Eq. 9): ``w_k = sum_ij (A_ij^k / sum_ab A_ab^k) dy/dA_ij^k``."""
     sum_a = activations.sum((-2, -1), keepdim=True)
-    return weighted_sum(activations, (gradients * activations / (sum_a + XGRAD_EPS)).sum((-2, -1)))
+    return weighted_sum(activations, (gradients * activations / (sum_a + XGRAD_EPS)).sum((-2, -1)), relu)
 
 
 def finalize_maps(maps: torch.Tensor, image_size: tuple[int, int] | None, topk: bool) -> torch.Tensor:
@@ -95,20 +100,39 @@ class CAM:
 
     name = "cam"
     forward_passes = 1  # forward passes of the network per image (one backward each for gradient CAMs)
+    signed_maps = False  # True where signed_raw returns the map before the method's final ReLU
 
     def __init__(self, model: nn.Module, target_layer: str | nn.Module | None = None, *, precision: str = "fp32"):
         self.model = model
         self.target_layer = target_layer
         self.precision = precision  # "fp32" (reference) or "bf16" (autocast forward; see forward_with_gradients)
 
-    def maps_from(self, captured: Captured) -> torch.Tensor:
-        """Raw maps ``[K, N, h, w]`` from one :func:`forward_with_gradients` capture."""
+    def maps_from(self, captured: Captured, relu: bool = True) -> torch.Tensor:
+        """Raw maps ``[K, N, h, w]`` from one :func:`forward_with_gradients` capture (``relu=False``: signed)."""
         raise NotImplementedError
 
     def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps ``[K, N, h, w]`` and target ids ``[N, K]``."""
         captured = forward_with_gradients(self.model, images, targets, self.target_layer, self.precision)
         return self.maps_from(captured), captured.targets
+
+    def signed_raw(self, images: torch.Tensor, targets: Targets = "predicted"
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw maps ``[K, N, h, w]`` before the final ReLU, target ids ``[N, K]`` and logits ``[N, classes]``.
+
+        UCAG folds these partial explanations un-clipped (its Eq. 5 note). Methods with
+        ``signed_maps = True`` (the gradient CAMs, EigenCAM, CAM) return the signed map from the
+        same pass that gives the logits. The others (Score-CAM, RISE, ...: maps that are
+        non-negative by construction, or clipped inside the method) return :meth:`raw`'s maps,
+        and one extra forward pass gives the logits.
+        """
+        if self.signed_maps:  # raw's one-capture path, with maps_from(captured, relu=False)
+            captured = forward_with_gradients(self.model, images, targets, self.target_layer, self.precision)
+            return self.maps_from(captured, relu=False), captured.targets, captured.logits
+        maps, target_ids = self.raw(images, targets)
+        with torch.no_grad(), precision_autocast(images.device, self.precision):
+            logits = self.model(images).float()
+        return maps, target_ids, logits
 
     def __call__(self, images: torch.Tensor, targets: Targets = "predicted",
                  size: str | tuple[int, int] | None = "input") -> torch.Tensor:
@@ -119,10 +143,13 @@ class CAM:
 
 
 class _CombineCAM(CAM):
-    combine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    """A map that is a pure function ``combine(A, G, relu)`` of one capture (shared by UCAG across methods)."""
 
-    def maps_from(self, captured: Captured) -> torch.Tensor:
-        return type(self).combine(captured.activations, captured.gradients)
+    combine: Callable[..., torch.Tensor]
+    signed_maps = True
+
+    def maps_from(self, captured: Captured, relu: bool = True) -> torch.Tensor:
+        return type(self).combine(captured.activations, captured.gradients, relu=relu)
 
 
 class GradCAM(_CombineCAM):
@@ -180,10 +207,21 @@ class SmoothGradCAMPlusPlus(CAM):
     def forward_passes(self) -> int:
         return self.n_samples + 1  # the clean pass picks the targets
 
+    signed_maps = True
+
     def raw(self, images, targets="predicted"):
+        maps, target_ids, _ = self._maps(images, targets, relu=True)
+        return maps, target_ids
+
+    def signed_raw(self, images, targets="predicted"):
+        return self._maps(images, targets, relu=False)
+
+    def _maps(self, images, targets, relu: bool):
+        """Maps averaged over the noisy copies (each ReLU'd when ``relu``), target ids, clean logits."""
         model = self.model
-        with torch.no_grad():
-            target_ids = resolve_targets(model(images), targets)
+        with torch.no_grad(), precision_autocast(images.device, self.precision):
+            logits = model(images).float()
+        target_ids = resolve_targets(logits, targets)
         std = torch.as_tensor(model.preprocess.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         generator = torch.Generator(device=images.device).manual_seed(self.seed)
         noise = torch.randn((self.n_samples, *images.shape), generator=generator, device=images.device,
@@ -191,8 +229,8 @@ class SmoothGradCAMPlusPlus(CAM):
         noisy = (images.unsqueeze(0) + self.noise_std * std * noise).flatten(0, 1)  # [n*N, 3, H, W]
         captured = forward_with_gradients(model, noisy, target_ids.repeat(self.n_samples, 1), self.target_layer,
                                           self.precision)
-        maps = gradcampp_map(captured.activations, captured.gradients)  # [K, n*N, h, w]
-        return maps.unflatten(1, (self.n_samples, images.shape[0])).mean(1), target_ids
+        maps = gradcampp_map(captured.activations, captured.gradients, relu)  # [K, n*N, h, w]
+        return maps.unflatten(1, (self.n_samples, images.shape[0])).mean(1), target_ids, logits
 
 
 def _check_images(images: torch.Tensor, model: nn.Module) -> None:
