@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.cams import (UCAG, GradCAM, GradCAMPlusPlus, UCAGSettings, XGradCAM, get_method, unfold_and_conquer)
-from lib.cams.ucag import confidence_weights, conquer, postprocess
+from lib.cams.ucag import confidence_weights, conquer, partial_explanations, postprocess
 from lib.cams.ucag_geometry import UnfoldGeometry
 from lib.data import CompositeDataset, collate_samples, packaged_photos
 from lib.metrics import energy_pointing_game
@@ -143,3 +143,12 @@ def test_bad_inputs_name_the_fix(lite0, photos):
     with pytest.raises(ValueError, match="methods is empty"):
         unfold_and_conquer([], photos[:1])
     assert get_method("UCAG-Grad-CAM++", lite0).name == "UCAG Grad-CAM++"
+
+
+def test_chunking_does_not_change_the_maps(lite0, photos):
+    x = photos[:3]
+    one_per_chunk = UCAG(GradCAM(lite0), n=2, crop_batch=4)(x)  # 1 image (4 crops) per pass
+    all_at_once = UCAG(GradCAM(lite0), n=2, crop_batch=12)(x)
+    torch.testing.assert_close(one_per_chunk, all_at_once, rtol=1e-4, atol=1e-5)
+    partial, weights, ids = partial_explanations([GradCAM(lite0)], x, "predicted", UCAGSettings(n=2, crop_batch=4))
+    assert partial[0].shape[:2] == (1, 12) and weights.shape == (1, 3, 4) and ids.shape == (3, 1)

@@ -53,7 +53,8 @@ from .hooks import forward_with_gradients
 from .targets import Targets, is_multi_target, resolve_targets
 from .ucag_geometry import UnfoldGeometry, fold_maps, unfold_crops
 
-__all__ = ["UCAG", "UCAGSettings", "confidence_weights", "conquer", "postprocess", "unfold_and_conquer"]
+__all__ = ["UCAG", "UCAGSettings", "confidence_weights", "conquer", "partial_explanations", "postprocess",
+           "unfold_and_conquer"]
 
 
 @dataclass(frozen=True)
@@ -138,20 +139,24 @@ def _partial_maps(methods: Sequence[CAM], crops: torch.Tensor, crop_targets: tor
     return maps, logits
 
 
-def unfold_and_conquer(methods: Sequence[CAM], images: torch.Tensor, targets: Targets = "predicted",
-                       settings: UCAGSettings = UCAGSettings(), progress: bool = False) -> list[torch.Tensor]:
-    """UCAG maps of several methods of one model: ``[N, H, W]`` each (``[N, K, H, W]`` for multi-target).
+def partial_explanations(methods: Sequence[CAM], images: torch.Tensor, targets: Targets = "predicted",
+                         settings: UCAGSettings = UCAGSettings(), progress: bool = False
+                         ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Alg. 1 lines 2-13 for several methods of one model: what :func:`conquer` folds.
 
-    The classes are resolved on the whole images (``"predicted"``, ``"top-k"``, ids); every crop of
-    an image is explained for its image's classes. Gradient methods of one model and layer share the
-    crops' forward and backward passes. Images are processed in chunks of
-    ``max(1, crop_batch // n^2)`` (halved on out-of-memory); ``progress`` shows a tqdm bar over them.
+    Returns the signed partial maps ``[K, N * n^2, h, w]`` of each method, the confidence weights
+    ``[K, N, n^2]`` and the target ids ``[N, K]``. The classes are resolved on the whole images
+    (``"predicted"``, ``"top-k"``, ids); every crop of an image is explained for its image's
+    classes. Gradient methods of one model and layer share the crops' forward and backward passes.
+    Images are processed in chunks of ``max(1, crop_batch // n^2)`` (halved on out-of-memory);
+    ``progress`` shows a tqdm bar over them. Folding with several settings (e.g. both count
+    initialisations) from one call costs no extra pass.
     """
     if not methods:
         raise ValueError("methods is empty. Fix: pass at least one CAM method, e.g. [GradCAM(model)].")
     model = methods[0].model
     if any(m.model is not model for m in methods):
-        raise ValueError("unfold_and_conquer explains one model at a time. Fix: group the methods by model.")
+        raise ValueError("UCAG explains one model at a time. Fix: group the methods by model.")
     _check_images(images, model)
     if images.shape[-2] != images.shape[-1]:
         raise ValueError(f"UCAG unfolds square images; got {tuple(images.shape[-2:])}. "
@@ -160,29 +165,41 @@ def unfold_and_conquer(methods: Sequence[CAM], images: torch.Tensor, targets: Ta
     n_crops = settings.n ** 2
     with torch.no_grad(), precision_autocast(images.device, methods[0].precision):
         target_ids = resolve_targets(model(images).float(), targets)  # [N, K], on the whole image
-    chunk = max(1, settings.crop_batch // n_crops)
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=images.shape[0], desc="UCAG", unit="image", leave=False)
+    weights: list[torch.Tensor] = []
 
-    def run(sl: slice) -> torch.Tensor:  # [b, M, K, S, S]
+    def run(sl: slice) -> torch.Tensor:  # [b * n^2, M, K, h, w]
         ids = target_ids[sl]
         crops = unfold_crops(images[sl], geometry).flatten(0, 1)  # [b * n^2, 3, s, s]
         partial, crop_logits = _partial_maps(methods, crops, ids.repeat_interleave(n_crops, 0))
-        weights = confidence_weights(crop_logits, ids, n_crops)
-        out = torch.stack([conquer(p, weights, geometry, settings) for p in partial], dim=1)
+        weights.append(confidence_weights(crop_logits, ids, n_crops))  # after the passes: not on a retried chunk
         if bar is not None:
-            bar.update(out.shape[0])
-        return out
+            bar.update(ids.shape[0])
+        return torch.stack(partial).permute(2, 0, 1, 3, 4)
 
     try:
-        maps = map_batches(run, images.shape[0], chunk)
+        partial = map_batches(run, images.shape[0], max(1, settings.crop_batch // n_crops))
     finally:
         if bar is not None:
             bar.close()
+    partial = partial.permute(1, 2, 0, 3, 4)  # [M, K, N * n^2, h, w]
+    return list(partial.unbind(0)), torch.cat(weights, dim=1), target_ids
+
+
+def unfold_and_conquer(methods: Sequence[CAM], images: torch.Tensor, targets: Targets = "predicted",
+                       settings: UCAGSettings = UCAGSettings(), progress: bool = False) -> list[torch.Tensor]:
+    """UCAG maps of several methods of one model: ``[N, H, W]`` each (``[N, K, H, W]`` for multi-target).
+
+    :func:`partial_explanations` then :func:`conquer` (see there for batching and sharing).
+    """
+    partial, weights, _ = partial_explanations(methods, images, targets, settings, progress)
+    geometry = settings.geometry(images.shape[-1])
     multi = is_multi_target(targets)
-    return [maps[:, i] if multi else maps[:, i, 0] for i in range(len(methods))]
+    maps = [conquer(p, weights, geometry, settings) for p in partial]
+    return [m if multi else m[:, 0] for m in maps]
 
 
 class UCAG(CAM):
