@@ -91,6 +91,14 @@ NB03_FIGS = ["selection_sensitivity.png", "fig4_seven_methods.png", "fig5_backbo
              "fig8_cascade_maps.png", "fig8_cascade_similarity.png", "fig9_curves.png"]
 
 
+NB04 = config["notebook04"]
+NB04_FIGURES = f"{FIGURES}/04"
+NB04_TABLES = ["table1_deletion_insertion.csv", "table2_pointing_game.csv", "table3_energy_pointing_game.csv",
+               "table5_density.csv", "ablation.csv", "fig2_upscaling.csv", "deletion_insertion_per_image.csv",
+               "localisation_per_image.csv", "cost.csv"]
+NB04_FIGS = ["fig2_upscaling.png", "fig4_qualitative.png", "composites_maps.png"]
+
+
 def lcam_checkpoints(model):
     """The four L-CAM checkpoints of notebook 02: L-CAM-Fm, L-CAM-Img and their CE-only ablations."""
     return [f"{RESULTS}/checkpoints/lcam_{model}_{v}.pt" for v in LCAM_VARIANTS]
@@ -103,6 +111,8 @@ NOTEBOOK_OUTPUTS = (
     + [f"{RESULTS}/notebooks/02_l_cam.ipynb"]
     + [f"{NB03_FIGURES}/{name}" for name in NB03_TABLES + NB03_FIGS]
     + [f"{RESULTS}/notebooks/03_sa_cam.ipynb"]
+    + [f"{NB04_FIGURES}/{name}" for name in NB04_TABLES + NB04_FIGS]
+    + [f"{RESULTS}/notebooks/04_ucag.ipynb"]
 )
 
 
@@ -326,6 +336,59 @@ rule notebook_03:
                 "device": DEVICE,
                 "batch_size": NB03["batch_size"],
                 "cache_dir": os.path.abspath(f"{RESULTS}/cache/03"),
+                "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
+            }
+        ),
+    threads: workflow.cores
+    resources:
+        gpu=gpus(),
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
+        " --cwd {params.cwd:q} --kernel python3 --log-output --no-progress-bar"
+        " {params.papermill} > {log:q} 2>&1"
+
+
+rule notebook_04:
+    """Notebook 04, UCAG: Table 1 (deletion/insertion), Tables 2-3 (pointing games), Table 5 (density), Fig. 2, ablation."""
+    input:
+        notebook="notebooks/04_ucag.ipynb",
+        lib=lib_sources(),
+    output:
+        tables=[f"{NB04_FIGURES}/{name}" for name in NB04_TABLES],
+        figures=[f"{NB04_FIGURES}/{name}" for name in NB04_FIGS],
+        notebook=f"{RESULTS}/notebooks/04_ucag.ipynb",
+    log:
+        f"{RESULTS}/logs/notebook_04.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/notebook_04.tsv"
+    params:
+        repo=str(REPO),
+        cwd=lambda wildcards, input: os.path.dirname(input.notebook),
+        papermill=lambda wildcards, input, output: papermill_params(
+            {
+                "model_name": NB04["model"],
+                "second_model": NB04["second_model"],
+                "data_dir": data_root(),
+                "val_dir": NB04["val_dir"],
+                "loc_dir": NB04["loc_dir"],
+                "n_pointing_cpu": NB04["n_pointing_cpu"],
+                "n_pointing_gpu": NB04["n_pointing_gpu"],
+                "n_causal_cpu": NB04["n_causal_cpu"],
+                "n_causal_gpu": NB04["n_causal_gpu"],
+                "n_second_cpu": NB04["n_second_cpu"],
+                "n_second_gpu": NB04["n_second_gpu"],
+                "n_composites": NB04["n_composites"],
+                "scales": NB04["scales"],
+                "n_scales_cpu": NB04["n_scales_cpu"],
+                "n_scales_gpu": NB04["n_scales_gpu"],
+                "n_qualitative": NB04["n_qualitative"],
+                "seed": NB04["seed"],
+                "device": DEVICE,
+                "batch_size": NB04["batch_size"],
+                "crop_batch": NB04["crop_batch"],
+                "cache_dir": os.path.abspath(f"{RESULTS}/cache/04"),
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),

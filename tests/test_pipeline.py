@@ -48,8 +48,19 @@ NB03_OUTPUTS = [
     "selection_sensitivity.png",
     "fig8_cascade_similarity.png",
 ]
+NOTEBOOK_04 = "notebooks/04_ucag.ipynb"
+NB04_OUTPUTS = [
+    "table1_deletion_insertion.csv",
+    "table2_pointing_game.csv",
+    "table3_energy_pointing_game.csv",
+    "table5_density.csv",
+    "ablation.csv",
+    "fig2_upscaling.png",
+    "fig4_qualitative.png",
+]
 LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
-EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1, "all": 1}
+EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1, "notebook_04": 1,
+                 "all": 1}
 
 
 def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -197,7 +208,20 @@ def test_default_profile_runs_notebook_03_with_its_grid_on_the_training_sample()
     assert Path(params["output_dir"]) == REPO / "figures" / "03"
 
 
-@pytest.mark.parametrize("notebook", [NOTEBOOK_01, NOTEBOOK_02, NOTEBOOK_03])
+def test_default_profile_runs_notebook_04_on_both_lite_models():
+    out = dry_run()
+    for name in NB04_OUTPUTS:
+        assert f"figures/04/{name}" in out, f"missing output figures/04/{name}\n{out}"
+    params = papermill_args(command_of(out, "04_ucag.ipynb"))
+    assert params["model_name"] == "efficientnet_lite0" and params["second_model"] == "efficientnet_lite2"
+    assert int(params["n_causal_cpu"]) <= int(params["n_pointing_cpu"])  # the causal images are the first drawn
+    assert int(params["n_causal_gpu"]) <= int(params["n_pointing_gpu"]) <= 1300
+    assert params["scales"].split(",")[0] == "224" and params["scales"].split(",")[-1] == "924"  # Fig. 2's range
+    assert Path(params["cache_dir"]) == REPO / "results/cache/04"
+    assert Path(params["output_dir"]) == REPO / "figures" / "04"
+
+
+@pytest.mark.parametrize("notebook", [NOTEBOOK_01, NOTEBOOK_02, NOTEBOOK_03, NOTEBOOK_04])
 def test_every_notebook_parameter_comes_from_config(notebook):
     """No parameter is left at the notebook's quick default in a pipeline run."""
     params = papermill_args(command_of(dry_run(), Path(notebook).name))
@@ -245,6 +269,13 @@ def test_paper_profile_dry_run():
     assert params03["cascade_layers"] == "8" and params03["device"] == "cuda"
     for name in NB03_OUTPUTS:
         assert f"figures/paper/03/{name}" in out, out
+
+    # notebook 04: the paper's ResNet-50 and DenseNet-121, Fig. 2 every 100 px
+    params04 = papermill_args(command_of(out, "04_ucag.ipynb"))
+    assert params04["model_name"] == "resnet50" and params04["second_model"] == "densenet121"
+    assert params04["scales"] == ",".join(str(s) for s in range(224, 925, 100))
+    for name in NB04_OUTPUTS:
+        assert f"figures/paper/04/{name}" in out, out
 
 
 def test_data_dir_from_environment_and_config(tmp_path):
