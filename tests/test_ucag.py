@@ -153,3 +153,14 @@ def test_chunking_does_not_change_the_maps(lite0, photos):
     torch.testing.assert_close(one_per_chunk, all_at_once, rtol=0, atol=5e-3)
     partial, weights, ids = partial_explanations([GradCAM(lite0)], x, "predicted", UCAGSettings(n=2, crop_batch=4))
     assert partial[0].shape[:2] == (1, 12) and weights.shape == (1, 3, 4) and ids.shape == (3, 1)
+
+
+@pytest.mark.parametrize("name", ["gradcam", "gradcam++", "xgradcam", "smoothgradcam++", "layercam", "hirescam"])
+def test_every_gradient_method_can_be_wrapped(lite0, photos, name):
+    """n = 2 (4 crops) for speed: valid [0, 1] maps that differ from the plain method's."""
+    x = photos[1:2]
+    wrapped = UCAG(get_method(name, lite0), n=2)(x, 281)
+    assert wrapped.shape == (1, 224, 224) and torch.isfinite(wrapped).all()
+    assert 0 <= float(wrapped.min()) and 0 < float(wrapped.max()) <= 1
+    plain = get_method(name, lite0)(x, 281)
+    assert (wrapped - plain).abs().mean() > 1e-3
