@@ -25,7 +25,7 @@ def test_every_method_has_the_same_call_shape(name):
     model = tiny_model()
     x = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     cam = get_method(name, model, **SMALL.get(name, {}))
-    one = cam(x)
+    one = cam(x, "predicted")  # the default of every method but FM-G-CAM (top-k)
     two = cam(x, "top2")
     given = cam(x, torch.tensor([0, 1, 2]))
     assert one.shape == given.shape == (3, 4, 4)

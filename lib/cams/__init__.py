@@ -6,6 +6,7 @@ from .ablation import AblationCAM
 from .activation import EigenCAM, HiResCAM, LayerCAM, OriginalCAM
 from .gradient import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM, finalize_maps
 from .hooks import Captured, capture_layer, forward_with_gradients
+from .fmgcam import FMGCAM, FusedExplanation
 from .group import GroupCAM
 from .rise import RISE
 from .sacam import SACAM
@@ -27,6 +28,7 @@ METHODS: dict[str, type[CAM]] = {
     "ablationcam": AblationCAM,
     "rise": RISE,
     "sacam": SACAM,
+    "fmgcam": FMGCAM,
 }
 
 
@@ -48,5 +50,5 @@ def get_method(name: str, model, target_layer=None, **kwargs) -> CAM:
 __all__ = [
     "CAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "SmoothGradCAMPlusPlus", "METHODS", "get_method",
     "LayerCAM", "HiResCAM", "EigenCAM", "OriginalCAM", "ScoreCAM", "GroupCAM", "AblationCAM", "RISE", "SACAM",
-    "UCAG", "UCAGSettings", "unfold_and_conquer", "Captured", "capture_layer", "forward_with_gradients", "resolve_targets", "finalize_maps",
+    "FMGCAM", "FusedExplanation", "UCAG", "UCAGSettings", "unfold_and_conquer", "Captured", "capture_layer", "forward_with_gradients", "resolve_targets", "finalize_maps",
 ]
