@@ -65,8 +65,9 @@ class Explorer:
         target: ``"predicted"``, ``"top-k"`` / ``"top3"``, a class id, or a class name (``"tabby"``).
         layer: target layer (dotted name); ``None``: the model's default.
         threshold: in ``[0, 1)``; map values below it are set to 0 for display and for AD/IC.
-        models: model names offered (default: every name of :data:`lib.models.MODELS`), or a mapping of
-            names to loaded :class:`lib.models.Classifier` objects (they are used as given).
+        models: model names offered (default: every name of :data:`lib.models.MODELS`, the offline
+            EfficientNet-Lite ones first), or a mapping of names to loaded :class:`lib.models.Classifier`
+            objects (used as given; ``None`` values are loaded by name when picked).
         method_names: methods offered (default: every key of :data:`lib.cams.METHODS`).
         method_options: keyword arguments per method, e.g. ``{"rise": {"n_masks": 1000}}``.
         split, data_dir: the data sample (see :class:`lib.widgets.images.ImageLibrary`).
@@ -91,7 +92,8 @@ class Explorer:
                  disk_cache: str | Path | DiskCache | None = None, device: str = "auto") -> None:
         self.categories = imagenet_categories()
         if isinstance(models, Mapping):
-            store = ModelStore(list(models), preloaded=dict(models), device=device)
+            loaded = {name: m for name, m in models.items() if m is not None}
+            store = ModelStore(list(models), preloaded=loaded, device=device)
         else:
             store = ModelStore(models, device=device)
         self.images = ImageLibrary(split, data_dir, self.categories)
@@ -119,7 +121,7 @@ class Explorer:
             c.source.value = self.images.source_of(key)
             c.image.options = self.images.options(c.source.value)
             c.image.value = key
-            c.model.value = model if model is not None else store.names[0]
+            c.model.value = model if model is not None else store.names[0]  # lite0 unless models says otherwise
             c.methods.value = tuple(methods)
             self._set_target(target)
             c.threshold.value = float(threshold)
