@@ -125,9 +125,9 @@ class Explorer:
             c.methods.value = tuple(methods)
             self._set_target(target)
             c.threshold.value = float(threshold)
-            self._pending_layer = layer
             self._on_search({"new": c.class_search.value})
-        if self.images.sample_error:
+        ready = self._prepare_model(c.model.value, layer)
+        if ready and self.images.sample_error:
             self._status(f"{self.images.sample_error}\nThe packaged photos and uploads still work.", "warning")
 
         for widget in c.inputs.values():
@@ -135,7 +135,8 @@ class Explorer:
         c.source.observe(self._on_source, names="value")
         c.class_search.observe(self._on_search, names="value")
         c.upload.observe(self._on_upload, names="value")
-        self.refresh()
+        if ready:
+            self.refresh()
 
     # --- public --------------------------------------------------------------------------------
     @property
@@ -144,19 +145,26 @@ class Explorer:
         return self.controls.widget
 
     def _repr_mimebundle_(self, **kwargs) -> Any:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # what a saved notebook shows where the live widget is gone
+            bundle["text/plain"] = repr(self)
+        return bundle
 
     def __repr__(self) -> str:
         s = self.controls
         return (f"Explorer(image={s.image.value!r}, model={s.model.value!r}, methods={list(s.methods.value)}, "
-                f"target={s.target_mode.value!r}, threshold={s.threshold.value}) - display it in Jupyter")
+                f"target={s.target_mode.value!r}, threshold={s.threshold.value}): an interactive widget, run the "
+                "notebook in Jupyter to use it")
 
     def selection(self) -> Selection:
         """The current controls as a :class:`Selection` (``ValueError`` naming the fix when incomplete)."""
         c = self.controls
         if c.image.value is None:
             raise ValueError("No image selected. Fix: pick an image, or upload one.")
-        layer = c.layer.value if self._layers_for == c.model.value else self._pending_layer
+        if self._layers_for != c.model.value:
+            raise ValueError(f"Model {c.model.value!r} is not loaded (see the error above). Fix: pick another "
+                             "model, e.g. efficientnet_lite0.")
+        layer = c.layer.value
         return Selection(image=c.image.value, model=c.model.value, methods=tuple(c.methods.value),
                          target_mode=c.target_mode.value, k=int(c.k.value), class_id=c.class_id.value,
                          layer=layer, threshold=float(c.threshold.value))
@@ -235,9 +243,12 @@ class Explorer:
         c.show_target_inputs(c.target_mode.value)
 
     def _on_input(self, change: dict) -> None:
-        if change.get("owner") is self.controls.target_mode:
+        owner = change.get("owner")
+        if owner is self.controls.target_mode:
             self.controls.show_target_inputs(change["new"])
         if self._quiet_depth:
+            return
+        if owner is self.controls.model and not self._prepare_model(change["new"]):
             return
         self._schedule()
 
@@ -312,7 +323,6 @@ class Explorer:
         cancelled = lambda: self._is_stale(generation)  # noqa: E731
         self._progress(0.0, "starting", force=True)
         try:
-            selection = self._sync_layers(selection)
             result = self.engine.compute(selection, self._progress, cancelled)
             if cancelled():
                 return
@@ -338,24 +348,35 @@ class Explorer:
             self._status("\n".join(result.errors.values()), "error")
         else:
             predicted = result.predicted_name
+            note = f"\n{self.images.sample_error}" if self.images.sample_error else ""
             self._status(f"{self.images.entries[selection.image].label}: predicted {predicted} "
-                         f"({float(result.probabilities.max()):.1%}); layer {result.layer}.", "info")
+                         f"({float(result.probabilities.max()):.1%}); layer {result.layer}.{note}", "info")
 
-    def _sync_layers(self, selection: Selection) -> Selection:
-        """Load the model if needed and list its layers in the layer dropdown (default selected)."""
+    def _prepare_model(self, name: str, layer: str | None = None) -> bool:
+        """Load model ``name`` (in the calling thread) and list its layers in the layer dropdown.
+
+        Loading runs here, not in the worker: ``lib.models.load_model`` silences the EfficientNet
+        package with ``contextlib.redirect_stdout``, which swaps ``sys.stdout`` for the whole
+        process, and from a worker thread that swallows the notebook's own output. A failure
+        (e.g. :class:`lib.models.WeightsMissingError`) is shown in the status line; returns False.
+        """
         c = self.controls
-        if self._layers_for != selection.model:
-            self._progress(0.0, f"loading {selection.model}", force=True)
-            model = self.engine.models.get(selection.model)
-            layers = self.engine.models.layers(selection.model)
-            wanted = selection.layer if selection.layer in layers else model.target_layer
-            with self._quiet():
-                c.layer.options = [(f"{n} (default)" if n == model.target_layer else n, n) for n in layers]
-                c.layer.value = wanted
-            self._layers_for = selection.model
-            self._pending_layer = None
-            selection = selection.with_(layer=wanted)
-        return selection
+        self._status(f"loading {name} ...", "busy")
+        try:
+            model = self.engine.models.get(name)
+            layers = self.engine.models.layers(name)
+        except Exception as err:  # noqa: BLE001 - shown in the UI
+            self._fail(f"{type(err).__name__}: {err}")
+            return False
+        wanted = layer if layer in layers else model.target_layer
+        if layer is not None and layer not in layers:
+            log.info("explorer: layer %r is not a candidate layer of %s; using %s", layer, name, wanted)
+        with self._quiet():
+            c.layer.options = [(f"{n} (default)" if n == model.target_layer else n, n) for n in layers]
+            c.layer.value = wanted
+        self._layers_for = name
+        self._status(f"{name} loaded", "info")
+        return True
 
     def _progress(self, fraction: float, message: str, force: bool = False) -> None:
         now = time.monotonic()
