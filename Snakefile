@@ -99,6 +99,14 @@ NB04_TABLES = ["table1_deletion_insertion.csv", "table2_pointing_game.csv", "tab
 NB04_FIGS = ["fig2_upscaling.png", "fig4_qualitative.png", "composites_maps.png"]
 
 
+NB05 = config["notebook05"]
+NB05_FIGURES = f"{FIGURES}/05"
+NB05_TABLES = ["fig1_fig6_table.csv", "fig3_norm_table.csv", "fig5_activation_table.csv", "choice_of_k.csv",
+               "composites_energy_per_class.csv", "composites_energy_per_item.csv"]
+NB05_FIGS = ["fig1_fig6_fmgcam_vs_gradcam.png", "fig3_l2_norm.png", "fig5_activations.png", "choice_of_k.png",
+             "composites_fmgcam.png"]
+
+
 def lcam_checkpoints(model):
     """The four L-CAM checkpoints of notebook 02: L-CAM-Fm, L-CAM-Img and their CE-only ablations."""
     return [f"{RESULTS}/checkpoints/lcam_{model}_{v}.pt" for v in LCAM_VARIANTS]
@@ -113,6 +121,8 @@ NOTEBOOK_OUTPUTS = (
     + [f"{RESULTS}/notebooks/03_sa_cam.ipynb"]
     + [f"{NB04_FIGURES}/{name}" for name in NB04_TABLES + NB04_FIGS]
     + [f"{RESULTS}/notebooks/04_ucag.ipynb"]
+    + [f"{NB05_FIGURES}/{name}" for name in NB05_TABLES + NB05_FIGS]
+    + [f"{RESULTS}/notebooks/05_fm_g_cam.ipynb"]
 )
 
 
@@ -389,6 +399,53 @@ rule notebook_04:
                 "batch_size": NB04["batch_size"],
                 "crop_batch": NB04["crop_batch"],
                 "cache_dir": os.path.abspath(f"{RESULTS}/cache/04"),
+                "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
+            }
+        ),
+    threads: workflow.cores
+    resources:
+        gpu=gpus(),
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
+        " --cwd {params.cwd:q} --kernel python3 --log-output --no-progress-bar"
+        " {params.papermill} > {log:q} 2>&1"
+
+
+rule notebook_05:
+    """Notebook 05, FM-G-CAM: Figs. 1/6 (vs per-class Grad-CAM), Fig. 3 (L2 norm), Fig. 5 (activations), the choice of K, composites."""
+    input:
+        notebook="notebooks/05_fm_g_cam.ipynb",
+        lib=lib_sources(),
+    output:
+        tables=[f"{NB05_FIGURES}/{name}" for name in NB05_TABLES],
+        figures=[f"{NB05_FIGURES}/{name}" for name in NB05_FIGS],
+        notebook=f"{RESULTS}/notebooks/05_fm_g_cam.ipynb",
+    log:
+        f"{RESULTS}/logs/notebook_05.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/notebook_05.tsv"
+    params:
+        repo=str(REPO),
+        cwd=lambda wildcards, input: os.path.dirname(input.notebook),
+        papermill=lambda wildcards, input, output: papermill_params(
+            {
+                "model_name": NB05["model"],
+                "data_dir": data_root(),
+                "val_dir": NB05["val_dir"],
+                "k": NB05["k"],
+                "k_figure": NB05["k_figure"],
+                "photos": NB05["photos"],
+                "n_figure_val": NB05["n_figure_val"],
+                "max_k": NB05["max_k"],
+                "n_choose_k_cpu": NB05["n_choose_k_cpu"],
+                "n_choose_k_gpu": NB05["n_choose_k_gpu"],
+                "n_composites_cpu": NB05["n_composites_cpu"],
+                "n_composites_gpu": NB05["n_composites_gpu"],
+                "seed": NB05["seed"],
+                "device": DEVICE,
+                "batch_size": NB05["batch_size"],
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),

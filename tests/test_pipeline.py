@@ -58,9 +58,17 @@ NB04_OUTPUTS = [
     "fig2_upscaling.png",
     "fig4_qualitative.png",
 ]
+NOTEBOOK_05 = "notebooks/05_fm_g_cam.ipynb"
+NB05_OUTPUTS = [
+    "fig1_fig6_fmgcam_vs_gradcam.png",
+    "fig3_l2_norm.png",
+    "fig5_activations.png",
+    "choice_of_k.csv",
+    "composites_energy_per_class.csv",
+]
 LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
 EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1, "notebook_04": 1,
-                 "all": 1}
+                 "notebook_05": 1, "all": 1}
 
 
 def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -221,7 +229,21 @@ def test_default_profile_runs_notebook_04_on_both_lite_models():
     assert Path(params["output_dir"]) == REPO / "figures" / "04"
 
 
-@pytest.mark.parametrize("notebook", [NOTEBOOK_01, NOTEBOOK_02, NOTEBOOK_03, NOTEBOOK_04])
+def test_default_profile_runs_notebook_05():
+    out = dry_run()
+    for name in NB05_OUTPUTS:
+        assert f"figures/05/{name}" in out, f"missing output figures/05/{name}\n{out}"
+    params = papermill_args(command_of(out, "05_fm_g_cam.ipynb"))
+    assert params["model_name"] == "efficientnet_lite0" and params["k"] == "3"
+    assert 1 <= int(params["k"]) <= int(params["max_k"])
+    sample = 1300  # the choice of K, the figures' and the composites' draws are disjoint parts of the sample
+    for dev in ("cpu", "gpu"):
+        used = int(params["n_figure_val"]) + int(params[f"n_choose_k_{dev}"]) + 2 * int(params[f"n_composites_{dev}"])
+        assert used <= sample, f"{dev}: {used} images drawn from a sample of {sample}"
+    assert Path(params["output_dir"]) == REPO / "figures" / "05"
+
+
+@pytest.mark.parametrize("notebook", [NOTEBOOK_01, NOTEBOOK_02, NOTEBOOK_03, NOTEBOOK_04, NOTEBOOK_05])
 def test_every_notebook_parameter_comes_from_config(notebook):
     """No parameter is left at the notebook's quick default in a pipeline run."""
     params = papermill_args(command_of(dry_run(), Path(notebook).name))
@@ -276,6 +298,12 @@ def test_paper_profile_dry_run():
     assert params04["scales"] == ",".join(str(s) for s in range(224, 925, 100))
     for name in NB04_OUTPUTS:
         assert f"figures/paper/04/{name}" in out, out
+
+    # notebook 05: the paper's ResNet-50
+    params05 = papermill_args(command_of(out, "05_fm_g_cam.ipynb"))
+    assert params05["model_name"] == "resnet50" and params05["device"] == "cuda"
+    for name in NB05_OUTPUTS:
+        assert f"figures/paper/05/{name}" in out, out
 
 
 def test_data_dir_from_environment_and_config(tmp_path):
