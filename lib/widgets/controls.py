@@ -37,7 +37,7 @@ class Controls:
         full = w.Layout(width="100%")
         self.source = w.ToggleButtons(options=list(SOURCES), description="source", style=_STYLE,
                                       layout=w.Layout(width="auto"))
-        self.source.style.button_width = "92px"
+        self.source.style.button_width = "104px"
         self.image = w.Dropdown(description="image", style=_STYLE, layout=full)
         self.upload = w.FileUpload(accept="image/*", multiple=False, description="upload image",
                                    layout=w.Layout(width="160px", margin="2px 0 2px 76px"))
@@ -48,7 +48,7 @@ class Controls:
         methods_hint = w.HTML("<span style='font-size:11px;color:#555'>ctrl / cmd-click to compare several; "
                               "(slow) methods show progress</span>", layout=w.Layout(margin="0 0 0 76px"))
         self.target_mode = w.ToggleButtons(options=list(TARGET_MODES), description="target", style=_STYLE)
-        self.target_mode.style.button_width = "80px"
+        self.target_mode.style.button_width = "92px"
         self.k = w.BoundedIntText(value=3, min=1, max=MAX_TOPK, description="k", style=_STYLE,
                                   layout=w.Layout(width="140px"))
         self.class_search = w.Text(placeholder="type a class name, e.g. tabby", description="search",
@@ -61,7 +61,7 @@ class Controls:
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="260px"))
         self.progress_label = w.Label("")
         self.status = w.HTML("")
-        self.maps = w.Image(format="png", layout=w.Layout(max_width="100%"))
+        self.maps = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto"))
         self.probabilities = w.HTML("")
         self.metrics = w.HTML("")
 
@@ -76,8 +76,8 @@ class Controls:
             w.HBox([image_box, method_box, target_box], layout=w.Layout(width="100%")),
             w.HBox([self.progress, self.progress_label]),
             self.status,
-            self.maps,
-            w.HBox([self.probabilities, self.metrics], layout=w.Layout(grid_gap="24px")),
+            w.HBox([self.maps, w.VBox([self.probabilities, self.metrics], layout=w.Layout(margin="8px 0 0 12px", width="480px"))],
+                   layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
         ])
         self.show_target_inputs(self.target_mode.value)
 

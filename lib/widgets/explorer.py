@@ -326,7 +326,9 @@ class Explorer:
             result = self.engine.compute(selection, self._progress, cancelled)
             if cancelled():
                 return
-            png = view.figure_png(view.maps_figure(result))
+            figure = view.maps_figure(result)
+            png = view.figure_png(figure, dpi=view.DPI)
+            width = round(figure.get_figwidth() * view.DPI)  # shown at its own size, never stretched
         except Cancelled:
             return
         except Exception as err:  # noqa: BLE001 - every failure is shown in the UI, none crashes it
@@ -338,6 +340,7 @@ class Explorer:
             return
         c = self.controls
         c.maps.value = png
+        c.maps.width = str(width)
         c.probabilities.value = view.probabilities_html(result)
         c.metrics.value = view.metrics_html(result)
         self.result, self.error = result, None

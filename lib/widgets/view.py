@@ -22,7 +22,10 @@ from ..plotting import overlay
 from .compute import ExplorerResult, method_label
 from .state import normalize_method
 
-__all__ = ["FUSED_METHODS", "maps_figure", "figure_png", "probabilities_html", "metrics_html", "message_html"]
+__all__ = ["DPI", "FUSED_METHODS", "maps_figure", "figure_png", "probabilities_html", "metrics_html", "message_html"]
+
+DPI = 96
+"""Resolution of the explorer's figure: a 2.1-inch panel is 202 pixels."""
 
 FUSED_METHODS: tuple[str, ...] = ("fmgcam",)
 """Methods whose K maps are one explanation, drawn as one fused overlay (when lib.plotting has it)."""
@@ -45,7 +48,7 @@ def _percent(p: float) -> str:
     return f"{100 * p:.1f}%" if p >= 0.001 else f"{100 * p:.2g}%"
 
 
-def maps_figure(result: ExplorerResult, cell: float = 2.3) -> Figure:
+def maps_figure(result: ExplorerResult, cell: float = 2.1) -> Figure:
     """The explorer's figure: image column, then each method's thresholded maps (rows: target classes)."""
     ids = result.target_ids.tolist()
     k = len(ids)
@@ -112,7 +115,7 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)[:8])
 
 
-def figure_png(fig: Figure, dpi: int = 80) -> bytes:
+def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
     """PNG bytes of a figure drawn with the Agg canvas (safe outside the main thread)."""
     if not isinstance(fig.canvas, FigureCanvasAgg):
         FigureCanvasAgg(fig)
