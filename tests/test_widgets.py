@@ -130,6 +130,15 @@ def test_topk_threshold_and_ad_ic(explorer, lite0, chelsea):
         assert row.score == pytest.approx(float(direct["score"][1.0][0]), abs=1e-3)
         assert row.kept == pytest.approx(float((current > 0).float().mean()))
     assert "Average Drop" in c.metrics.value and f"{result.metrics.AD.iloc[0]:.1f}" in c.metrics.value
+    # k 2 -> 3: Grad-CAM computes only the new class (maps are cached per class), FM-G-CAM all three
+    # (its fused maps depend on every class explained)
+    targets_before, first_two = explorer.engine.calls["map_targets"], result.maps["gradcam"].clone()
+    c.k.value = 3
+    three = explorer.wait()
+    assert explorer.engine.calls["map_targets"] == targets_before + 1 + 3
+    assert torch.equal(three.maps["gradcam"][:2], first_two) and three.maps["fmgcam"].shape[0] == 3
+    c.k.value = 2
+    assert explorer.wait().computed == []
     # FM-G-CAM's K maps are drawn as one fused overlay with a legend naming the classes
     fig = view.maps_figure(result)
     legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
@@ -251,6 +260,16 @@ def test_slow_method_reports_progress_without_blocking_and_is_cancelled(lite0):
     assert result.selection.methods == ("gradcam",) and ex.error is None
     assert ex.engine.calls["maps"] == 3  # gradcam, rise (64), rise (4000, cancelled)
     assert not any(k[0] == "maps" and k[3] == "rise" and "4000" in k[-1] for k in ex.cache._items)
+    # the stop button does the same without changing the selection
+    messages.clear()
+    ex.controls.methods.value = ("rise",)
+    while not any(m.startswith("RISE") for m in messages) and time.monotonic() < deadline + 20:
+        time.sleep(0.02)
+    start = time.perf_counter()
+    ex.controls.stop.click()
+    ex.wait(timeout=30)
+    assert time.perf_counter() - start < 10 and ex.controls.progress_label.value.startswith("stopped")
+    assert ex.result.selection.methods == ("gradcam",)  # the last finished result is still shown
     ex.close()
 
 

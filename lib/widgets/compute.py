@@ -34,7 +34,7 @@ from ..config import get_logger, resolve_device
 from ..metrics import average_drop_increase
 from ..models import Classifier, available_models, load_model, resolve_layer
 from .images import ImageLibrary
-from .state import Selection, candidate_layers, normalize_method
+from .state import JOINT_METHODS, Selection, candidate_layers, normalize_method
 
 __all__ = [
     "Cancelled",
@@ -117,39 +117,46 @@ class ResultCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: Hashable) -> Any:
-        """The cached value of ``key`` (a hit); ``KeyError`` when absent."""
-        value = self._items[key]
-        self._items.move_to_end(key)
-        self.hits += 1
-        return value
-
-    def put(self, key: Hashable, value: Any) -> None:
-        """Store ``value`` under ``key`` (counted as a miss: it was computed)."""
-        self.misses += 1
-        self._store(key, value)
-
-    def get_or_compute(self, key: Hashable, compute: Callable[[], Any], persist: bool = False) -> tuple[Any, bool]:
-        """``(value, was_cached)``: the cached value of ``key``, else ``compute()`` stored under it."""
+    def lookup(self, key: Hashable, persist: bool = False) -> tuple[bool, Any]:
+        """``(found, value)``; a hit moves ``key`` to the most-recent end. ``persist``: also look on disk."""
         if key in self._items:
             self._items.move_to_end(key)
             self.hits += 1
-            return self._items[key], True
+            return True, self._items[key]
         if persist and self.disk is not None:
             hashed = cache_key(key=repr(key))
             if hashed in self.disk:
                 try:
                     value = self.disk.load(hashed)
-                    self.hits += 1
-                    self._store(key, value)
-                    return value, True
                 except Exception as err:  # noqa: BLE001 - a corrupt entry is recomputed
                     log.warning("explorer: unreadable disk cache entry %s (%s); recomputing", hashed, err)
+                else:
+                    self.hits += 1
+                    self._store(key, value)
+                    return True, value
+        return False, None
+
+    def get(self, key: Hashable) -> Any:
+        """The cached value of ``key`` (a hit); ``KeyError`` when absent."""
+        found, value = self.lookup(key)
+        if not found:
+            raise KeyError(key)
+        return value
+
+    def put(self, key: Hashable, value: Any, persist: bool = False) -> None:
+        """Store a freshly computed ``value`` (counted as a miss); ``persist``: also on disk."""
         self.misses += 1
-        value = compute()
         self._store(key, value)
         if persist and self.disk is not None:
             self.disk.save(cache_key(key=repr(key)), value)
+
+    def get_or_compute(self, key: Hashable, compute: Callable[[], Any], persist: bool = False) -> tuple[Any, bool]:
+        """``(value, was_cached)``: the cached value of ``key``, else ``compute()`` stored under it."""
+        found, value = self.lookup(key, persist)
+        if found:
+            return value, True
+        value = compute()
+        self.put(key, value, persist)
         return value, False
 
     def _store(self, key: Hashable, value: Any) -> None:
@@ -256,7 +263,7 @@ class _ProgressBar:
     computation has been replaced, which unwinds the method (its hooks are context managers).
     """
 
-    def __init__(self, report: Callable[[float], None], cancelled: Callable[[], bool]) -> None:
+    def __init__(self, report: Callable[[float, str], None], cancelled: Callable[[], bool]) -> None:
         self.report, self.cancelled = report, cancelled
         self.total, self.done = 1, 0
 
@@ -274,7 +281,7 @@ class _ProgressBar:
         self.done += n
         if self.cancelled():
             raise Cancelled()
-        self.report(min(1.0, self.done / self.total))
+        self.report(min(1.0, self.done / self.total), f"{self.done}/{self.total} passes")
 
 
 class Engine:
@@ -286,8 +293,8 @@ class Engine:
         cache: the result cache (a fresh in-memory one by default).
         method_options: keyword arguments per method, e.g. ``{"rise": {"n_masks": 1000}}``.
 
-    ``calls`` counts fresh computations by kind (``"probabilities"``, ``"maps"``, ``"metrics"``);
-    a cache hit adds nothing.
+    ``calls`` counts fresh computations by kind (``"probabilities"``, ``"maps"``: calls of a CAM
+    method, ``"map_targets"``: the class maps they computed, ``"metrics"``); a cache hit adds nothing.
     """
 
     def __init__(self, images: ImageLibrary, models: ModelStore, cache: ResultCache | None = None,
@@ -332,19 +339,36 @@ class Engine:
             cam.progress = False  # the explorer's own progress widget replaces the tqdm bar
         return cam
 
-    def _maps_key(self, sel: Selection, method: str, layer: str, ids: torch.Tensor) -> tuple:
+    def map_key(self, sel: Selection, method: str, layer: str, ids: torch.Tensor, j: int) -> tuple:
+        """Cache key of the map of target ``ids[j]``.
+
+        A method's map for one class does not depend on the other classes explained beside it,
+        so the key names that class only (switching between "predicted" and "top-k" reuses maps),
+        except for :data:`lib.widgets.state.JOINT_METHODS` (FM-G-CAM: the K maps are one fused
+        explanation), whose key names all K classes and the position ``j``.
+        """
         key = normalize_method(method)
-        options = tuple(sorted(self.method_options.get(key, {}).items()))
-        return ("maps", sel.image, sel.model, key, layer, tuple(ids.tolist()), repr(options))
+        options = repr(tuple(sorted(self.method_options.get(key, {}).items())))
+        classes, position = ((tuple(ids.tolist()), j) if key in JOINT_METHODS else ((int(ids[j]),), 0))
+        return ("maps", sel.image, sel.model, key, layer, classes, position, options)
 
     def maps(self, sel: Selection, method: str, layer: str, ids: torch.Tensor,
-             progress: Callable[[float], None] | None = None,
+             progress: Callable[[float, str], None] | None = None,
              cancelled: Callable[[], bool] | None = None) -> tuple[torch.Tensor, bool]:
-        """``([K, H, W] maps in [0, 1] on the CPU, was_cached)`` of one method for the ids ``[K]``."""
+        """``([K, H, W] maps in [0, 1] on the CPU, all_cached)`` of one method for the target ids ``[K]``.
+
+        Maps are cached per target (see :meth:`map_key`); the targets not cached yet are computed
+        together in one call of the method.
+        """
         model = self.models.get(sel.model)
         cancelled = cancelled or (lambda: False)
-
-        def compute() -> torch.Tensor:
+        keys = [self.map_key(sel, method, layer, ids, j) for j in range(len(ids))]
+        found = [self.cache.lookup(k, persist=True) for k in keys]
+        if normalize_method(method) in JOINT_METHODS and not all(f for f, _ in found):
+            found = [(False, None)] * len(keys)  # the K fused maps come from one computation
+        missing = [j for j, (f, _) in enumerate(found) if not f]
+        maps = {j: v for j, (f, v) in enumerate(found) if f}
+        if missing:
             if cancelled():
                 raise Cancelled()
             cam = self.build_method(method, model, layer)
@@ -352,13 +376,15 @@ class Engine:
                 cam._progress_bar = _ProgressBar(progress, cancelled)  # PerturbationCAM's hook for its bar
             x = self.image_tensor(sel.image, sel.model).unsqueeze(0).to(model.device)
             self.calls["maps"] += 1
-            out = cam(x, ids.unsqueeze(0).to(model.device))
+            self.calls["map_targets"] += len(missing)
+            out = cam(x, ids[missing].unsqueeze(0).to(model.device))
             out = out.detach().float().cpu()
             if out.ndim == 3:  # a method that ignores the [1, K] ids' shape
                 out = out.unsqueeze(1)
-            return out[0].clamp(0, 1)
-
-        return self.cache.get_or_compute(self._maps_key(sel, method, layer, ids), compute, persist=True)
+            for i, j in enumerate(missing):
+                maps[j] = out[0, i].clamp(0, 1)
+                self.cache.put(keys[j], maps[j], persist=True)
+        return torch.stack([maps[j] for j in range(len(ids))]), not missing
 
     def metrics(self, sel: Selection, layer: str, maps: dict[str, torch.Tensor], ids: torch.Tensor,
                 probabilities: torch.Tensor) -> pd.DataFrame:
@@ -369,7 +395,7 @@ class Engine:
         """
         model = self.models.get(sel.model)
         threshold = round(float(sel.threshold), 6)
-        keys = {(method, j): ("metrics", self._maps_key(sel, method, layer, ids), j, threshold)
+        keys = {(method, j): ("metrics", self.map_key(sel, method, layer, ids, j), threshold)
                 for method in maps for j in range(len(ids))}
         rows = {where: self.cache.get(key) for where, key in keys.items() if key in self.cache}
         missing = [where for where in keys if where not in rows]
@@ -416,8 +442,8 @@ class Engine:
             label = method_label(method)
             progress(i / (n + 1), f"{label} ({i + 1}/{n})")
 
-            def step(fraction: float, i=i, label=label) -> None:
-                progress((i + fraction) / (n + 1), f"{label} ({i + 1}/{n})")
+            def step(fraction: float, detail: str = "", i=i, label=label) -> None:
+                progress((i + fraction) / (n + 1), f"{label} ({i + 1}/{n})" + (f": {detail}" if detail else ""))
 
             try:
                 value, cached = self.maps(sel, method, layer, ids, step, cancelled)

@@ -28,7 +28,7 @@ class Controls:
     """Every widget of the explorer.
 
     Inputs: ``source``, ``image``, ``upload``, ``model``, ``layer``, ``methods``, ``target_mode``,
-    ``k``, ``class_search``, ``class_id``, ``threshold``. Outputs: ``progress``,
+    ``k``, ``class_search``, ``class_id``, ``threshold``; the ``stop`` button. Outputs: ``progress``,
     ``progress_label``, ``status``, ``maps`` (PNG image), ``probabilities`` and ``metrics`` (HTML).
     ``widget`` is the whole layout.
     """
@@ -60,6 +60,8 @@ class Controls:
                                 layout=w.Layout(margin="0 0 0 76px"))
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="260px"))
         self.progress_label = w.Label("")
+        self.stop = w.Button(description="stop", icon="stop", tooltip="stop the running computation",
+                             layout=w.Layout(width="72px"))
         self.status = w.HTML("")
         self.maps = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto"))
         self.probabilities = w.HTML("")
@@ -74,7 +76,7 @@ class Controls:
                             layout=w.Layout(width="38%"))
         self.widget = w.VBox([
             w.HBox([image_box, method_box, target_box], layout=w.Layout(width="100%")),
-            w.HBox([self.progress, self.progress_label]),
+            w.HBox([self.progress, self.stop, self.progress_label]),
             self.status,
             w.HBox([self.maps, w.VBox([self.probabilities, self.metrics], layout=w.Layout(margin="8px 0 0 12px", width="480px"))],
                    layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),

@@ -135,6 +135,7 @@ class Explorer:
         c.source.observe(self._on_source, names="value")
         c.class_search.observe(self._on_search, names="value")
         c.upload.observe(self._on_upload, names="value")
+        c.stop.on_click(self._on_stop)
         if ready:
             self.refresh()
 
@@ -281,6 +282,12 @@ class Explorer:
         elif changed and c.target_mode.value == "class" and not self._quiet_depth:
             self._schedule()
 
+    def _on_stop(self, _button=None) -> None:
+        """Abandon the running computation (a slow method stops at its next progress step)."""
+        with self._lock:
+            self._generation += 1
+            self.controls.progress_label.value = "stopped: change a control to compute again"
+
     def _on_upload(self, change: dict) -> None:
         files = change["new"]
         if not files:
@@ -321,9 +328,15 @@ class Explorer:
         if self._is_stale(generation):
             return  # superseded before it started
         cancelled = lambda: self._is_stale(generation)  # noqa: E731
+
+        def report(fraction: float, message: str) -> None:
+            with self._lock:  # a stale job never overwrites the label of a newer one (or "stopped")
+                if not cancelled():
+                    self._progress(fraction, message)
+
         self._progress(0.0, "starting", force=True)
         try:
-            result = self.engine.compute(selection, self._progress, cancelled)
+            result = self.engine.compute(selection, report, cancelled)
             if cancelled():
                 return
             figure = view.maps_figure(result)

@@ -20,12 +20,18 @@ __all__ = [
     "search_classes",
     "candidate_layers",
     "normalize_method",
+    "JOINT_METHODS",
 ]
 
 TARGET_MODES: tuple[str, ...] = ("predicted", "top-k", "class")
 """How the target classes are chosen: the top-1 prediction, the ``k`` highest logits, or one class by name."""
 
 MAX_TOPK = 10
+
+JOINT_METHODS: frozenset[str] = frozenset({"fmgcam"})
+"""Methods whose K maps are one joint explanation of the K classes (FM-G-CAM's winner-take-all and
+shared min-max): a class's map depends on which other classes are explained with it. Every other
+method's map of a class depends on that class only."""
 
 
 def normalize_method(name: str) -> str:

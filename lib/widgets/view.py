@@ -20,14 +20,14 @@ from matplotlib.figure import Figure
 
 from ..plotting import overlay
 from .compute import ExplorerResult, method_label
-from .state import normalize_method
+from .state import JOINT_METHODS, normalize_method
 
 __all__ = ["DPI", "FUSED_METHODS", "maps_figure", "figure_png", "probabilities_html", "metrics_html", "message_html"]
 
 DPI = 96
 """Resolution of the explorer's figure: a 2.1-inch panel is 202 pixels."""
 
-FUSED_METHODS: tuple[str, ...] = ("fmgcam",)
+FUSED_METHODS: frozenset[str] = JOINT_METHODS
 """Methods whose K maps are one explanation, drawn as one fused overlay (when lib.plotting has it)."""
 
 
