@@ -21,13 +21,14 @@ PYTEST_ARGS ?=
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 SNAKEMAKE := $(RUN) $(BIN)/snakemake --cores $(CORES) --rerun-incomplete --keep-going --printshellcmds
 
-.PHONY: help install pipeline paper test pytest nbval lab clean-venv
+.PHONY: help install pipeline paper test pytest nbval lab explorer clean-venv
 
 help:
 	@echo "make pipeline   run the whole pipeline (default profile: offline, CPU or GPU as found)"
 	@echo "make test       run every test (pytest + nbval + snakemake lint and dry runs)"
 	@echo "make paper      run the pipeline with config/paper.yaml (ResNet-50, your ILSVRC2012, GPU)"
 	@echo "make lab        open Jupyter Lab on the notebooks"
+	@echo "make explorer   open the interactive CAM explorer (notebooks/explorer.ipynb) in Jupyter Lab"
 	@echo "make install    only create $(VENV) and install this repository into it"
 
 $(BIN)/python:
@@ -64,6 +65,10 @@ nbval: $(STAMP)
 
 lab: $(STAMP)
 	$(RUN) $(BIN)/jupyter lab
+
+# The interactive CAM explorer (lib.widgets); not part of the pipeline. Run All Cells, then use the controls.
+explorer: $(STAMP)
+	$(RUN) $(BIN)/jupyter lab notebooks/explorer.ipynb
 
 clean-venv:
 	rm -rf $(VENV)
