@@ -273,6 +273,23 @@ def test_slow_method_reports_progress_without_blocking_and_is_cancelled(lite0):
     ex.close()
 
 
+def test_disk_cache_serves_a_new_session(lite0, tmp_path):
+    from lib.widgets import Engine, ImageLibrary, ModelStore, ResultCache
+
+    def session():
+        return Engine(ImageLibrary(data_dir=tmp_path / "no-data"), ModelStore(preloaded={"efficientnet_lite0": lite0}),
+                      ResultCache(disk=tmp_path / "cache"))
+
+    sel = Selection("photo:coffee", "efficientnet_lite0", ("gradcam",), target_mode="top-k", k=2)
+    first = session().compute(sel)
+    assert first.computed == ["gradcam"] and len(list((tmp_path / "cache").glob("*.pt"))) == 2  # one per class
+    again = session()
+    second = again.compute(sel)
+    assert second.computed == [] and again.calls["maps"] == 0
+    torch.testing.assert_close(second.maps["gradcam"], first.maps["gradcam"])
+    assert again.images.sample_error is not None and "no-data" in again.images.sample_error  # photos still work
+
+
 def test_data_sample_source(explorer):
     if explorer.images.sample_error:
         pytest.skip(explorer.images.sample_error)

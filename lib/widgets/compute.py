@@ -34,7 +34,7 @@ from ..config import get_logger, resolve_device
 from ..metrics import average_drop_increase
 from ..models import Classifier, available_models, load_model, resolve_layer
 from .images import ImageLibrary
-from .state import JOINT_METHODS, Selection, candidate_layers, normalize_method
+from .state import JOINT_METHODS, LAYERLESS_METHODS, Selection, candidate_layers, normalize_method
 
 __all__ = [
     "Cancelled",
@@ -350,7 +350,8 @@ class Engine:
         key = normalize_method(method)
         options = repr(tuple(sorted(self.method_options.get(key, {}).items())))
         classes, position = ((tuple(ids.tolist()), j) if key in JOINT_METHODS else ((int(ids[j]),), 0))
-        return ("maps", sel.image, sel.model, key, layer, classes, position, options)
+        layer_key = None if key in LAYERLESS_METHODS else layer
+        return ("maps", sel.image, sel.model, key, layer_key, classes, position, options)
 
     def maps(self, sel: Selection, method: str, layer: str, ids: torch.Tensor,
              progress: Callable[[float, str], None] | None = None,

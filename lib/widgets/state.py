@@ -21,6 +21,7 @@ __all__ = [
     "candidate_layers",
     "normalize_method",
     "JOINT_METHODS",
+    "LAYERLESS_METHODS",
 ]
 
 TARGET_MODES: tuple[str, ...] = ("predicted", "top-k", "class")
@@ -32,6 +33,11 @@ JOINT_METHODS: frozenset[str] = frozenset({"fmgcam"})
 """Methods whose K maps are one joint explanation of the K classes (FM-G-CAM's winner-take-all and
 shared min-max): a class's map depends on which other classes are explained with it. Every other
 method's map of a class depends on that class only."""
+
+
+LAYERLESS_METHODS: frozenset[str] = frozenset({"rise"})
+"""Methods that ignore the target layer (RISE looks only at inputs and outputs): the layer is not
+part of their cache key, so changing it reuses their maps."""
 
 
 def normalize_method(name: str) -> str:
