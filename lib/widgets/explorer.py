@@ -31,7 +31,7 @@ from ..cache import DiskCache
 from ..cams import METHODS
 from ..config import get_logger
 from ..data import ImageReadError
-from ..models import Classifier, categories as imagenet_categories
+from ..models import Classifier, categories as imagenet_categories, resolve_layer
 from . import view
 from .compute import Cancelled, Engine, ExplorerResult, ModelStore, ResultCache, method_label
 from .controls import SLOW_METHODS, Controls
@@ -63,7 +63,8 @@ class Explorer:
         model: the first model (default: the first of ``models``).
         methods: methods shown first (names of :data:`lib.cams.METHODS`).
         target: ``"predicted"``, ``"top-k"`` / ``"top3"``, a class id, or a class name (``"tabby"``).
-        layer: target layer (dotted name); ``None``: the model's default.
+        layer: target layer (dotted module name, any module of the model, not only the dropdown's
+            candidates); ``None``: the model's default. A name the model lacks raises ``ValueError``.
         threshold: in ``[0, 1)``; map values below it are set to 0 for display and for AD/IC.
         models: model names offered (default: every name of :data:`lib.models.MODELS`, the offline
             EfficientNet-Lite ones first), or a mapping of names to loaded :class:`lib.models.Classifier`
@@ -127,6 +128,8 @@ class Explorer:
             c.threshold.value = float(threshold)
             self._on_search({"new": c.class_search.value})
         ready = self._prepare_model(c.model.value, layer)
+        if not ready and layer is not None and self.engine.models.is_loaded(c.model.value):
+            raise ValueError(self.error)  # the model loaded, so the layer argument is wrong: say so at once
         if ready and self.images.sample_error:
             self._status(f"{self.images.sample_error}\nThe packaged photos and uploads still work.", "warning")
 
@@ -380,13 +383,14 @@ class Explorer:
         self._status(f"loading {name} ...", "busy")
         try:
             model = self.engine.models.get(name)
-            layers = self.engine.models.layers(name)
+            layers = list(self.engine.models.layers(name))
+            if layer is not None and layer not in layers:
+                resolve_layer(model, layer)  # any module of the model may be asked for; a typo fails here
+                layers.append(layer)
         except Exception as err:  # noqa: BLE001 - shown in the UI
             self._fail(f"{type(err).__name__}: {err}")
             return False
-        wanted = layer if layer in layers else model.target_layer
-        if layer is not None and layer not in layers:
-            log.info("explorer: layer %r is not a candidate layer of %s; using %s", layer, name, wanted)
+        wanted = layer if layer is not None else model.target_layer
         with self._quiet():
             c.layer.options = [(f"{n} (default)" if n == model.target_layer else n, n) for n in layers]
             c.layer.value = wanted
