@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..maps import upsample
+from ..maps import minmax_normalize, upsample
 from .gradient import CAM, _check_images
 from .hooks import Captured, forward_with_gradients
 from .targets import Targets, is_multi_target
@@ -117,12 +117,8 @@ def l2_normalize(maps: torch.Tensor, norm: str | None = "eq6") -> torch.Tensor:
 
 
 def _minmax_over_classes(maps: torch.Tensor) -> torch.Tensor:
-    """One min-max per image over all of ``[K, h, w]``; a constant image becomes zeros (no NaN)."""
-    flat = maps.flatten(1)
-    low = flat.amin(1, keepdim=True)
-    span = flat.amax(1, keepdim=True) - low
-    out = torch.where(span > 1e-8, (flat - low) / span.clamp_min(1e-8), torch.zeros_like(flat))
-    return out.view_as(maps)
+    """One min-max per image over all of ``[K, h, w]`` (``[N, K*h, w]`` for :func:`minmax_normalize`); no NaN."""
+    return minmax_normalize(maps.flatten(1, 2)).view_as(maps)
 
 
 def fuse(maps: torch.Tensor, activation: str = "relu", norm: str | None = "eq6") -> torch.Tensor:
