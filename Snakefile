@@ -34,9 +34,12 @@ DEVICE = str(config["device"])
 
 
 def data_root():
-    """config data_dir, else $CAM_DATA_DIR, else ../shared/data; relative to the repo root."""
-    root = str(config.get("data_dir") or "") or os.environ.get("CAM_DATA_DIR", "") or "../shared/data"
-    return str((REPO / os.path.expanduser(root)).resolve())
+    """config data_dir, else $CAM_DATA_DIR, else ../shared/data when it exists, else local-data/
+    (lib.config.data_dir; `make data` builds the samples there); relative to the repo root."""
+    sys.path.insert(0, str(REPO))
+    from lib.config import data_dir
+
+    return str(data_dir(str(config.get("data_dir") or "")).resolve())
 
 
 def papermill_params(params):

@@ -4,7 +4,9 @@ The data directory is, in this order (see ``data/README.md``):
 
 1. an explicit value (the ``data_dir`` config key, a ``--data-dir`` argument), when not empty;
 2. the environment variable ``CAM_DATA_DIR``;
-3. ``../shared/data``, the folder beside the checkout.
+3. ``../shared/data``, the folder beside the checkout, when it exists (the project's own machines);
+4. ``local-data/`` inside the checkout (git-ignored): where ``make data`` builds the samples on any
+   other machine.
 
 Relative paths are taken relative to the repository root, as the Snakefile does.
 """
@@ -20,6 +22,7 @@ import torch
 __all__ = [
     "DATA_DIR_ENV",
     "DEFAULT_DATA_DIR",
+    "LOCAL_DATA_DIR",
     "data_dir",
     "get_logger",
     "repo_root",
@@ -31,7 +34,10 @@ DATA_DIR_ENV = "CAM_DATA_DIR"
 """Environment variable naming the data directory when the config leaves ``data_dir`` empty."""
 
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data"
-"""The data directory used when neither the config nor ``CAM_DATA_DIR`` names one (repo-relative)."""
+"""The data directory used when neither the config nor ``CAM_DATA_DIR`` names one and it exists (repo-relative)."""
+
+LOCAL_DATA_DIR = Path("local-data")
+"""The data directory otherwise (repo-relative, git-ignored): ``make data`` builds the samples there."""
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -60,9 +66,10 @@ def _from_repo(path: str | Path) -> Path:
 
 
 def data_dir(explicit: str | Path | None = None) -> Path:
-    """The data directory: ``explicit`` (non-empty) > ``$CAM_DATA_DIR`` > ``<repo>/../shared/data``.
+    """The data directory: ``explicit`` (non-empty) > ``$CAM_DATA_DIR`` > ``<repo>/../shared/data``
+    when that folder exists > ``<repo>/local-data``.
 
-    Existence is not checked here; readers (:class:`lib.data.ImageFolder`) report a missing
+    Existence of the chosen folder is not checked here; readers (:class:`lib.data.ImageFolder`) report a missing
     folder with the fix.
     """
     if explicit is not None and str(explicit).strip():
@@ -70,7 +77,8 @@ def data_dir(explicit: str | Path | None = None) -> Path:
     env = os.environ.get(DATA_DIR_ENV, "").strip()
     if env:
         return _from_repo(env)
-    return repo_root().parent / "shared" / "data"
+    shared = _from_repo(DEFAULT_DATA_DIR)
+    return shared if shared.is_dir() else _from_repo(LOCAL_DATA_DIR)
 
 
 _resolve_data_dir = data_dir  # split_dir's parameter shadows the function name

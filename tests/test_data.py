@@ -86,7 +86,9 @@ def real_val_dir() -> Path:
 
 def test_data_dir_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv(config.DATA_DIR_ENV, raising=False)
-    assert config.data_dir() == config.repo_root().parent / "shared" / "data"
+    shared = config.repo_root().parent / "shared" / "data"
+    expected_default = shared if shared.is_dir() else config.repo_root() / "local-data"
+    assert config.data_dir() == expected_default
     assert (config.repo_root() / "pyproject.toml").is_file()
     monkeypatch.setenv(config.DATA_DIR_ENV, str(tmp_path / "env"))
     assert config.data_dir() == tmp_path / "env"

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from lib.config import data_dir
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SNAKEMAKE = BIN / "snakemake"
@@ -160,8 +162,8 @@ def test_default_profile_dry_run():
     assert train[train.index("--model") + 1] == "efficientnet_lite0"
     assert train[train.index("--out") + 1] == "results/checkpoints/am_gradcam_efficientnet_lite0.pt"
     assert train[train.index("--train-dir") + 1] == "imagenet-train-1000"
-    # data_dir "" -> ../shared/data beside the checkout, made absolute
-    assert train[train.index("--data-dir") + 1] == str((REPO / "../shared/data").resolve())
+    # data_dir "" -> ../shared/data beside the checkout when it exists (else local-data/), made absolute
+    assert train[train.index("--data-dir") + 1] == str(data_dir().resolve())
 
     params = papermill_args(command_of(out, "01_attention_map_gradcam.ipynb"))
     assert params["model_name"] == "efficientnet_lite0"
