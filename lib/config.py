@@ -77,7 +77,7 @@ def data_dir(explicit: str | Path | None = None) -> Path:
     env = os.environ.get(DATA_DIR_ENV, "").strip()
     if env:
         return _from_repo(env)
-    shared = _from_repo(DEFAULT_DATA_DIR)
+    shared = repo_root().parent / "shared" / "data"  # DEFAULT_DATA_DIR, without the ".."
     return shared if shared.is_dir() else _from_repo(LOCAL_DATA_DIR)
 
 

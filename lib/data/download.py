@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import socket
 import threading
@@ -91,7 +92,8 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: tqdm | None) -> 
 def _retryable(err: BaseException) -> bool:
     if isinstance(err, urllib.error.HTTPError):
         return err.code >= 500 or err.code in (408, 416, 429)
-    return isinstance(err, (urllib.error.URLError, OSError, socket.timeout, ConnectionError))
+    # IncompleteRead (a connection closed mid-file) is an HTTPException, not an OSError
+    return isinstance(err, (urllib.error.URLError, OSError, socket.timeout, http.client.HTTPException))
 
 
 def download_file(
@@ -139,12 +141,15 @@ def download_file(
             time.sleep(delay)
         try:
             counted += _fetch_once(url, part, timeout, progress)
-        except BaseException as err:  # noqa: BLE001 (re-raised unless retryable)
-            if not _retryable(err):
-                raise
+        except Exception as err:  # noqa: BLE001 (reported below with the URL and the fix)
             last = err
+            if not _retryable(err):  # e.g. 404: the source or mirror lacks the file; no retry helps
+                break
             continue
         size = part.stat().st_size
+        if size < entry.size:  # the connection ended early: keep the .part, the next attempt resumes
+            last = ConnectionError(f"the transfer stopped after {size} of {entry.size} bytes")
+            continue
         if size == entry.size and sha256_file(part) == entry.sha256:
             os.replace(part, dest)
             return True
@@ -153,9 +158,9 @@ def download_file(
         if progress is not None:
             progress.update(-counted)
         counted = 0
-        part.unlink(missing_ok=True)  # a corrupt file is never resumed: fetch it whole again
+        part.unlink(missing_ok=True)  # a corrupt (or too long) file is never resumed: fetch it whole again
     raise DownloadError(
-        f"Could not download {url} (for {dest}) after {retries + 1} attempt(s): {last}. " + _alternatives()
+        f"Could not download {url} (for {dest}) after {attempt + 1} attempt(s): {last}. " + _alternatives()
     )
 
 
