@@ -151,9 +151,12 @@ def test_cam_refuses_heads_that_are_not_gap_plus_linear():
         OriginalCAM(spatial_head_model())(tiny_image())
     with pytest.raises(ValueError, match="not an nn.Linear"):
         OriginalCAM(tiny_model(), fc="net.conv")
-    # Target layer before the ReLU: fc(GAP(A)) no longer gives the logits.
+    # Target layer before the ReLU: fc(GAP(A)) no longer gives the logits (a mean of 0.5 makes the
+    # network's input, hence the conv's output, negative somewhere; the image itself stays in [0, 1]).
+    shifted = tiny_model()
+    shifted.preprocess = Preprocess(4, 4, (0.5,) * 3, (1.0,) * 3)
     with pytest.raises(ValueError, match="differs from the model's logits"):
-        OriginalCAM(tiny_model(), target_layer="net.conv")(tiny_image() - 0.5)
+        OriginalCAM(shifted, target_layer="net.conv")(tiny_image())
     no_linear = Classifier("conv-only", nn.Sequential(nn.Conv2d(3, 3, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()),
                            Preprocess(4, 4, (0.0,) * 3, (1.0,) * 3), "net.0", ["a", "b", "c"])
     with pytest.raises(ValueError, match="no nn.Linear.*fc="):

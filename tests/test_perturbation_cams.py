@@ -155,7 +155,10 @@ def test_ablationcam_falls_back_when_a_path_bypasses_the_target():
 def test_ablationcam_peer_fill_on_negative_activations():
     model, x = tiny_model(), quadrant_image()
     model.net.act = nn.Identity()  # activations may now be negative
-    x[0, 0, 3, 3] = -1.0
+    # R' = (R - 0.5) / 0.5 on [0, 1] images: the quadrant image's R channel (1 left, 0 right) with -1 at (3, 3)
+    model.preprocess = Preprocess(4, 4, (0.5, 0.0, 0.0), (0.5, 1.0, 1.0))
+    x[0, 0, :, 2:] = 0.5
+    x[0, 0, 3, 3] = 0.0
     zero = AblationCAM(model)(x, 0, size=None)
     peer = AblationCAM(model, fill="pytorch-grad-cam")(x, 0, size=None)
     assert torch.isfinite(peer).all() and not torch.allclose(zero, peer)

@@ -114,7 +114,7 @@ class AblationCAM(PerturbationCAM):
         log.info("%s: layers before the target layer feed later layers; using full forward passes.", self.name)
         return None, logits
 
-    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps ``[K, N, h, w]`` and target ids ``[N, K]``."""
         with torch.no_grad():
             device = images.device

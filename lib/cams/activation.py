@@ -115,11 +115,11 @@ class _ActivationCAM(CAM):
         """Raw maps ``[K, N, h, w]`` (``relu=False``: before the final ReLU)."""
         raise NotImplementedError
 
-    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         maps, target_ids, _ = self._maps(images, targets, relu=True)
         return maps, target_ids
 
-    def signed_raw(self, images, targets="predicted"):
+    def _signed_raw(self, images, targets="predicted"):
         return self._maps(images, targets, relu=False)
 
     def _maps(self, images, targets, relu: bool):

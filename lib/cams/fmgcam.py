@@ -174,7 +174,15 @@ class FMGCAM(CAM):
         return f"top{self.k}" if targets is None else targets
 
     def capture(self, images: torch.Tensor, targets: Targets | None = None) -> Captured:
-        """One forward and one batched backward pass for the K classes (activations, gradients, logits, ids)."""
+        """One forward and one batched backward pass for the K classes (activations, gradients, logits, ids).
+
+        ``images`` are checked (:func:`lib.inputs.check_images`).
+        """
+        _check_images(images, self.model)
+        return self._capture(images, targets)
+
+    def _capture(self, images: torch.Tensor, targets: Targets | None = None) -> Captured:
+        """:meth:`capture` without the image check."""
         return forward_with_gradients(self.model, images, self._targets(targets), self.target_layer,
                                       self.precision, batched_backward=True)
 
@@ -183,14 +191,18 @@ class FMGCAM(CAM):
         return fuse(class_maps(captured.activations, captured.gradients), self.activation, self.norm).transpose(0, 1)
 
     def raw(self, images: torch.Tensor, targets: Targets | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        captured = self.capture(images, targets)
+        """Fused maps ``[K, N, h, w]`` and class ids ``[N, K]`` (``targets=None``: the top-k); images checked."""
+        return super().raw(images, targets)
+
+    def _raw(self, images: torch.Tensor, targets: Targets | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        captured = self._capture(images, targets)
         return self.maps_from(captured), captured.targets
 
     def explain(self, images: torch.Tensor, targets: Targets | None = None,
                 size: str | tuple[int, int] | None = "input") -> FusedExplanation:
         """Maps ``[N, K, H, W]`` (``size=None``: the layer's ``h x w``), class ids and probabilities ``[N, K]``."""
         _check_images(images, self.model)
-        captured = self.capture(images, targets)
+        captured = self._capture(images, targets)
         maps = self.maps_from(captured).transpose(0, 1)
         image_size = tuple(images.shape[-2:]) if size == "input" else size
         if image_size is not None:

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inputs import check_images
 from ..maps import minmax_normalize, upsample
 from ..precision import precision_autocast
 from .hooks import Captured, forward_with_gradients
@@ -96,7 +97,13 @@ def finalize_maps(maps: torch.Tensor, image_size: tuple[int, int] | None, topk: 
 
 
 class CAM:
-    """Base class: holds the model and target layer; subclasses define :meth:`maps_from`."""
+    """Base class: holds the model and target layer; subclasses define :meth:`maps_from` (or :meth:`_raw`).
+
+    The public entry points (``__call__``, :meth:`raw`, :meth:`signed_raw`) check the images once
+    (:func:`lib.inputs.check_images`: ``[N, 3, H, W]`` floats in [0, 1], on the model's device)
+    and call the unchecked :meth:`_raw` / :meth:`_signed_raw`, which subclasses override and
+    which also run on inputs a method builds itself (noisy copies, UCAG's crops).
+    """
 
     name = "cam"
     forward_passes = 1  # forward passes of the network per image (one backward each for gradient CAMs)
@@ -112,7 +119,12 @@ class CAM:
         raise NotImplementedError
 
     def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw maps ``[K, N, h, w]`` and target ids ``[N, K]``."""
+        """Raw maps ``[K, N, h, w]`` and target ids ``[N, K]`` (``images`` checked: :func:`lib.inputs.check_images`)."""
+        _check_images(images, self.model)
+        return self._raw(images, targets)
+
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`raw` without the image check: what subclasses define (also run on internal inputs)."""
         captured = forward_with_gradients(self.model, images, targets, self.target_layer, self.precision)
         return self.maps_from(captured), captured.targets
 
@@ -124,12 +136,19 @@ class CAM:
         ``signed_maps = True`` (the gradient CAMs, EigenCAM, CAM) return the signed map from the
         same pass that gives the logits. The others (Score-CAM, RISE, ...: maps that are
         non-negative by construction, or clipped inside the method) return :meth:`raw`'s maps,
-        and one extra forward pass gives the logits.
+        and one extra forward pass gives the logits. ``images`` are checked
+        (:func:`lib.inputs.check_images`); UCAG calls :meth:`_signed_raw` on its upscaled crops.
         """
+        _check_images(images, self.model)
+        return self._signed_raw(images, targets)
+
+    def _signed_raw(self, images: torch.Tensor, targets: Targets = "predicted"
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`signed_raw` without the image check (subclasses with their own signed path override it)."""
         if self.signed_maps:  # raw's one-capture path, with maps_from(captured, relu=False)
             captured = forward_with_gradients(self.model, images, targets, self.target_layer, self.precision)
             return self.maps_from(captured, relu=False), captured.targets, captured.logits
-        maps, target_ids = self.raw(images, targets)
+        maps, target_ids = self._raw(images, targets)
         with torch.no_grad(), precision_autocast(images.device, self.precision):
             logits = self.model(images).float()
         return maps, target_ids, logits
@@ -137,7 +156,7 @@ class CAM:
     def __call__(self, images: torch.Tensor, targets: Targets = "predicted",
                  size: str | tuple[int, int] | None = "input") -> torch.Tensor:
         _check_images(images, self.model)
-        maps, _ = self.raw(images, targets)
+        maps, _ = self._raw(images, targets)
         image_size = tuple(images.shape[-2:]) if size == "input" else size
         return finalize_maps(maps, image_size, is_multi_target(targets))
 
@@ -209,11 +228,11 @@ class SmoothGradCAMPlusPlus(CAM):
 
     signed_maps = True
 
-    def raw(self, images, targets="predicted"):
+    def _raw(self, images, targets="predicted"):
         maps, target_ids, _ = self._maps(images, targets, relu=True)
         return maps, target_ids
 
-    def signed_raw(self, images, targets="predicted"):
+    def _signed_raw(self, images, targets="predicted"):
         return self._maps(images, targets, relu=False)
 
     def _maps(self, images, targets, relu: bool):
@@ -234,12 +253,8 @@ class SmoothGradCAMPlusPlus(CAM):
 
 
 def _check_images(images: torch.Tensor, model: nn.Module) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(
-            f"images must be a [N, 3, H, W] tensor in [0, 1], got {shape}. "
-            "Fix: use model.preprocess(pil_image).unsqueeze(0) or a batch of those."
-        )
+    """The user's images (:func:`lib.inputs.check_images`) and that they are on the model's device."""
+    check_images(images)
     device = next(model.parameters()).device
     if images.device != device:
         raise ValueError(f"images are on {images.device} but the model is on {device}. Fix: images.to(model.device).")

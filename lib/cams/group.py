@@ -98,7 +98,7 @@ class GroupCAM(PerturbationCAM):
         """``groups + 2``: masked passes, the blurred baseline, and the forward(+backward) pass."""
         return self.groups + 2
 
-    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps ``[K, N, H, W]`` and target ids ``[N, K]``."""
         device = images.device
         precision = "bf16" if self._use_bf16(device) else "fp32"

@@ -273,7 +273,7 @@ class LCAM(CAM):
         self.attention = attention
         self.sigmoid = bool(sigmoid)
 
-    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps ``[K, N, P, Q]`` (pre-sigmoid ``L`` unless ``sigmoid``) and target ids ``[N, K]``."""
         activations, _, target_ids = forward_activations(self.model, images, targets, self.target_layer,
                                                          self.precision)

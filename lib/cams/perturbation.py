@@ -137,7 +137,7 @@ def replace_output(module: nn.Module) -> Iterator[Callable[[torch.Tensor], None]
 class PerturbationCAM(CAM):
     """Base class of the mask-based CAMs: batching, precision, conventions, progress.
 
-    Subclasses implement :meth:`raw` (maps ``[K, N, h, w]`` or ``[K, N, H, W]`` and target ids
+    Subclasses implement :meth:`_raw` (maps ``[K, N, h, w]`` or ``[K, N, H, W]`` and target ids
     ``[N, K]``); :meth:`__call__` (from :class:`lib.cams.gradient.CAM`) min-max normalises each map
     and upsamples it to the image (a no-op resize for maps already at the input size).
     """

@@ -130,7 +130,7 @@ class RISE(PerturbationCAM):
         grids, shifts = rise_grids(self.n_masks, self.s, self.p1, size, self.seed, device)
         return rise_masks(grids[start:stop], shifts[start:stop], size)
 
-    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw saliency ``[K, N, H, W]`` and target ids ``[N, K]``."""
         with torch.no_grad():
             device = images.device

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gradient import finalize_maps, gradcampp_alpha
+from .gradient import _check_images, finalize_maps, gradcampp_alpha
 from .hooks import forward_with_gradients
 from .perturbation import PerturbationCAM, gaussian_blur
 from .score import scorecam_masks
@@ -210,7 +210,7 @@ class SACAM(PerturbationCAM):
         return sa_scores(self.key_area_probs(images, activations, ids, self.threshold),
                          self.perturbed_probs(images, activations, ids))
 
-    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps ``[K, N, h, w]`` at the layer's size and target ids ``[N, K]``."""
         captured = forward_with_gradients(self.model, images, targets, self.target_layer, self.precision)
         acts, ids = captured.activations.detach(), captured.targets
@@ -228,8 +228,15 @@ def candidate_maps(cam: SACAM, images: torch.Tensor, targets: Targets, threshold
     and the gradients on nothing in the grid, so a grid costs ``(len(thresholds) + 1) * C`` passes
     per image however many lambdas it has.  Yields ``((threshold, lambda1, lambda2), maps [N, H, W])``
     for one target per image; the maps equal ``SACAM(..., threshold=t, lambda1=l1,
-    lambda2=l2)(images, targets)``.
+    lambda2=l2)(images, targets)``. ``images`` are checked (:func:`lib.inputs.check_images`) when
+    the function is called, before the first grid point is asked for.
     """
+    _check_images(images, cam.model)
+    return _candidate_maps(cam, images, targets, thresholds, lambdas1, lambdas2)
+
+
+def _candidate_maps(cam: SACAM, images: torch.Tensor, targets: Targets, thresholds, lambdas1, lambdas2):
+    """The generator of :func:`candidate_maps` (images already checked)."""
     captured = forward_with_gradients(cam.model, images, targets, cam.target_layer, cam.precision)
     acts, ids = captured.activations.detach(), captured.targets
     if ids.shape[1] != 1:

@@ -125,7 +125,7 @@ class ScoreCAM(PerturbationCAM):
         with torch.no_grad(), self._progress_bar(n_img * c, self.name) as bar:
             return self._batched(scores, n_img * c, device, bar).view(n_img, c, -1)
 
-    def raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
+    def _raw(self, images: torch.Tensor, targets: Targets = "predicted") -> tuple[torch.Tensor, torch.Tensor]:
         """Raw maps (``[K, N, h, w]``; ``[K, N, H, W]`` for ``baseline="paper"``) and target ids ``[N, K]``."""
         with torch.no_grad():
             acts, logits = self._forward_capture(images)

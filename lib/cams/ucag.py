@@ -12,7 +12,8 @@ Steps, for each image and target class ``k`` (class chosen on the *whole* image)
    by ``alpha`` (bicubic; 124 -> 322 px at 224 px): :func:`lib.cams.ucag_geometry.unfold_crops`.
 2. **Partial explanations** (lines 6-11): the wrapped method's raw map of every crop for class
    ``k``, *signed* (before its final ReLU: "not normalized or clipped", Eq. 5 note), from
-   :meth:`CAM.signed_raw`; crops go through the network in batches of ``crop_batch``.
+   :meth:`CAM.signed_raw` (its unchecked ``_signed_raw``: the images are checked once, not every
+   batch of their crops); crops go through the network in batches of ``crop_batch``.
    Gradient methods of one model and layer (Grad-CAM, Grad-CAM++, XGrad-CAM, LayerCAM, HiResCAM)
    share one forward and backward pass per crop batch in :func:`unfold_and_conquer`.
 3. **Confidence** (Eq. 4): ``Y_s = exp(softmax(f(I_s))_k)``, divided by its maximum over the
@@ -133,8 +134,8 @@ def _partial_maps(methods: Sequence[CAM], crops: torch.Tensor, crop_targets: tor
             for j in group:
                 maps[j] = methods[j].maps_from(captured, relu=False)
             logits = captured.logits if logits is None else logits
-        else:
-            maps[i], _, method_logits = method.signed_raw(crops, crop_targets)
+        else:  # unchecked: the crops come from images checked once in partial_explanations
+            maps[i], _, method_logits = method._signed_raw(crops, crop_targets)
             logits = method_logits if logits is None else logits
     return maps, logits
 
@@ -223,7 +224,7 @@ class UCAG(CAM):
         self.name = f"UCAG {method.name}"
         self.forward_passes = 1 + self.settings.n ** 2 * method.forward_passes
 
-    def raw(self, images, targets="predicted"):
+    def _raw(self, images, targets="predicted"):
         raise NotImplementedError("UCAG maps are made at the image size; call the UCAG object instead.")
 
     def __call__(self, images: torch.Tensor, targets: Targets = "predicted",

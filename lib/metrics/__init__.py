@@ -3,6 +3,9 @@ insertion, pointing games, map density, cascading randomisation, adversarial ver
 bootstrap CIs.
 
 See PROTOCOLS.md "Metrics" and the attention-guided Grad-CAM paper, Sec. 4.2 (Eqs. 8, 9).
+
+Every metric that takes images checks them once (:func:`lib.inputs.check_images`: a
+``[N, 3, H, W]`` float batch in ``[0, 1]``, no NaN) and raises a message with the fix otherwise.
 """
 
 from .adversarial import adversarial_verification, embed_core_area, random_offsets

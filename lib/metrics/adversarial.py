@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..batching import map_batches
+from ..inputs import check_images
 from .masking import precision_autocast
 from .masks import phi
 
@@ -86,8 +87,9 @@ def adversarial_verification(model: torch.nn.Module, images: torch.Tensor, maps:
 
     Args:
         model: classifier taking the images as given (``[0, 1]`` for :class:`lib.models.Classifier`).
-        images: ``[N, 3, H, W]``; maps: ``[N, H, W]`` in [0, 1]; targets: ``[N]`` class ids.
-        hosts: ``[N, K, 3, H, W]`` host images for each image (images of other classes).
+        images: ``[N, 3, H, W]`` in [0, 1]; maps: ``[N, H, W]`` in [0, 1]; targets: ``[N]`` class ids.
+        hosts: ``[N, K, 3, H, W]`` host images in [0, 1] for each image (images of other classes).
+            Images and hosts are checked (:func:`lib.inputs.check_images`).
         fraction: share of pixels in the core area; seed: seeds the offsets.
 
     Returns:
@@ -95,6 +97,9 @@ def adversarial_verification(model: torch.nn.Module, images: torch.Tensor, maps:
         target's probability lost), ``original [N]`` (p(X)), ``embedded [N, K]`` (p(Z)),
         ``offsets [N, K, 2]``.
     """
+    check_images(images)
+    if isinstance(hosts, torch.Tensor) and hosts.dim() == 5:
+        check_images(hosts.flatten(0, 1), name="hosts")  # [N * K, 3, H, W]
     if maps.shape != (images.shape[0], *images.shape[-2:]):
         raise ValueError(f"maps must be [N, H, W] = {(images.shape[0], *images.shape[-2:])}, got {tuple(maps.shape)}.")
     if hosts.dim() != 5 or hosts.shape[0] != images.shape[0] or hosts.shape[2:] != images.shape[1:]:

@@ -23,6 +23,7 @@ from torch import nn
 
 from .masking import _check_batch_size, check_convention, chunks, masked_forward, model_device, precision_autocast
 from ..batching import map_batches
+from ..inputs import check_images
 from .masks import _check_fraction, phi
 
 __all__ = [
@@ -57,13 +58,10 @@ def _class_prob(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _check_inputs(images: torch.Tensor, maps: torch.Tensor) -> None:
-    if images.dim() != 4:
-        raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
+    check_images(images)
     if maps.dim() != 3 or maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"maps must be [N, H, W] matching images {tuple(images.shape)}, "
                          f"got {tuple(maps.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError("images is empty (N = 0)")
     if not bool(torch.isfinite(maps).all()):
         raise ValueError("maps contain NaN or inf")
     lo, hi = torch.aminmax(maps)
@@ -132,12 +130,10 @@ def confidence_scores(model: nn.Module, images: torch.Tensor, masks: torch.Tenso
     """
     check_convention(convention)
     _check_batch_size(batch_size)
-    if images.dim() != 4 or masks.dim() != 3 or masks.shape[0] != images.shape[0] \
-            or masks.shape[-2:] != images.shape[-2:]:
+    check_images(images)
+    if masks.dim() != 3 or masks.shape[0] != images.shape[0] or masks.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"images [N, 3, H, W] and masks [N, H, W] do not match: "
                          f"{tuple(images.shape)} vs {tuple(masks.shape)}")
-    if images.shape[0] == 0:
-        raise ValueError("images is empty (N = 0)")
     device = model_device(model, images.device)
     t_all = _targets(targets, images.shape[0], device)
     ys, os_ = [], []

@@ -49,6 +49,7 @@ from torch import nn
 from torchvision.transforms import functional as TF
 
 from ..batching import map_batches
+from ..inputs import check_images
 from .masking import _check_batch_size, check_convention, model_device, precision_autocast
 
 __all__ = ["MODES", "SUBSTRATES", "auc", "deletion_insertion", "num_points", "saliency_ranks"]
@@ -163,13 +164,10 @@ def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tenso
     _check_batch_size(batch_size)
     if isinstance(pixels_per_step, bool) or not isinstance(pixels_per_step, int) or pixels_per_step < 1:
         raise ValueError(f"pixels_per_step must be a positive int, got {pixels_per_step!r}")
-    if images.dim() != 4:
-        raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
+    check_images(images)
     if maps.dim() != 3 or maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"maps must be [N, H, W] matching images {tuple(images.shape)}, got {tuple(maps.shape)}")
     n_images = images.shape[0]
-    if n_images == 0:
-        raise ValueError("images is empty (N = 0)")
     if not bool(torch.isfinite(maps).all()):
         raise ValueError("maps contain NaN or inf")
     make_substrate = _substrate_fn(_DEFAULT_SUBSTRATE[mode] if substrate is None else substrate,

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..batching import map_batches
+from ..inputs import check_images
 from .masking import _check_batch_size, check_convention, masked_forward, model_device, precision_autocast
 
 __all__ = ["map_density"]
@@ -60,13 +61,10 @@ def map_density(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     """
     check_convention(convention)
     _check_batch_size(batch_size)
-    if images.dim() != 4:
-        raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
+    check_images(images)
     if maps.dim() != 3 or maps.shape[0] != images.shape[0] or maps.shape[-2:] != images.shape[-2:]:
         raise ValueError(f"maps must be [N, H, W] matching images {tuple(images.shape)}, got {tuple(maps.shape)}")
     n = images.shape[0]
-    if n == 0:
-        raise ValueError("images is empty (N = 0)")
     if not bool(torch.isfinite(maps).all()):
         raise ValueError("maps contain NaN or inf")
     lo, hi = torch.aminmax(maps)

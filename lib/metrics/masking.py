@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..inputs import check_images
 from ..precision import PRECISIONS, precision_autocast
 
 __all__ = ["CONVENTIONS", "PRECISIONS", "explanation_logits", "model_device", "check_convention", "precision_autocast"]
@@ -87,8 +88,7 @@ def explanation_logits(model: nn.Module, images: torch.Tensor, masks: torch.Tens
     """
     check_convention(convention)
     _check_batch_size(batch_size)
-    if images.dim() != 4:
-        raise ValueError(f"images must be [N, 3, H, W], got shape {tuple(images.shape)}")
+    check_images(images)
     masks = _as_mask(masks, images)
     device = model_device(model, images.device)
     out = []
@@ -97,6 +97,4 @@ def explanation_logits(model: nn.Module, images: torch.Tensor, masks: torch.Tens
             x = images[sl].to(device)
             m = masks[sl].to(device=device, dtype=x.dtype)
             out.append(masked_forward(model, x, m, convention))
-    if not out:
-        raise ValueError("images is empty (N = 0)")
     return torch.cat(out)

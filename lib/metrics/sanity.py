@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..inputs import check_images
 from ..maps import minmax_normalize
 from .masking import model_device
 
@@ -153,6 +154,7 @@ def cascading_randomization(model: nn.Module, cam_factory: Callable[[nn.Module],
         ``name_1 .. name_k`` (row 0: the trained model, similarity with itself). Tensors are on
         the model's device; ``maps`` as returned by the CAM, similarities as described above.
     """
+    check_images(images)
     device = model_device(model, images.device)
     work = copy.deepcopy(model)
     names = list(randomizable_layers(work) if layers is None else layers)
