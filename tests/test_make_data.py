@@ -159,7 +159,7 @@ def _train_names() -> list[str]:
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    """``(mirror folder, manifest path, expected dir)`` for the synthetic upstream."""
+    """``(mirror folder, manifest path, expected sample checksums CSV)`` for the synthetic upstream."""
     top = tmp_path_factory.mktemp("upstream")
     mirror, expected = top / "mirror", top / "expected"
     files: dict[str, tuple[str, bytes]] = {}  # relpath -> (source, bytes)
@@ -215,18 +215,20 @@ def upstream(tmp_path_factory):
         image.save(out / "images" / ours, "JPEG", quality=92)
         rows.append(f"{ours},{i},{name.split('_')[0]}\r\n")
     (out / "labels.csv").write_bytes("".join(rows).encode())
-    for sample in ("imagenet-val-1300", "imagenet-train-1000"):
-        (expected / sample / "README.md").write_text(f"# {sample} (test)\n")
-        lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  ./{p.relative_to(expected / sample).as_posix()}\n"
-                 for p in sorted((expected / sample).rglob("*"), key=lambda p: p.relative_to(expected / sample).as_posix())
-                 if p.is_file()]
-        (expected / sample / "SHA256SUMS").write_text("".join(lines))
+    with open(top / "sample_checksums.csv", "w") as handle:  # the committed file's format
+        handle.write("sample,path,sha256\n")
+        for sample in ("imagenet-val-1300", "imagenet-train-1000"):
+            for p in sorted((expected / sample).rglob("*"), key=lambda p: p.relative_to(expected / sample).as_posix()):
+                if p.is_file():
+                    path = p.relative_to(expected / sample).as_posix()
+                    handle.write(f"{sample},{path},{hashlib.sha256(p.read_bytes()).hexdigest()}\n")
+    expected = top / "sample_checksums.csv"
     return mirror, manifest, expected
 
 
 def _ensure(data_dir, upstream, base, **kw):
     _, manifest, expected = upstream
-    return ensure_samples(data_dir, mirror=base, manifest=manifest, expected_dir=expected, retries=kw.pop("retries", 2),
+    return ensure_samples(data_dir, mirror=base, manifest=manifest, expected=expected, retries=kw.pop("retries", 2),
                           backoff=0.01, timeout=10, progress=False, **kw)
 
 
@@ -240,8 +242,10 @@ def test_full_fetch_builds_the_expected_samples(tmp_path, upstream, serve):
     assert status == {"imagenet-val-1300": "built", "imagenet-train-1000": "built"}
     for sample in status:
         built = tmp_path / "data" / sample
-        assert (built / "SHA256SUMS").read_bytes() == (expected / sample / "SHA256SUMS").read_bytes()
-        assert verify_checksums(built) == len(read_checksums(expected / sample / "SHA256SUMS"))
+        sums = read_checksums(built / "SHA256SUMS")
+        assert build_mod.data_files(sums) == build_mod.read_expected(expected)[sample]
+        assert (built / "README.md").read_text() == build_mod.READMES[sample] and "README.md" in sums
+        assert verify_checksums(built) == len(build_mod.read_expected(expected)[sample]) + 1
     train = tmp_path / "data" / "imagenet-train-1000" / "images"
     assert Image.open(train / _train_names()[0]).size == (341, 256)  # 400x300 -> shorter side 256
     assert Image.open(train / _train_names()[1]).mode == "RGB"  # greyscale photo converted
@@ -375,12 +379,12 @@ def test_committed_manifest_agrees_with_the_committed_samples():
     counts = {s: sum(e.source == s for e in entries) for s in SOURCES}
     assert counts == {"val-images": 1301, "val-boxes": 2, "train-images": 1000}
     assert {(e.repo, e.commit) for e in entries} == {(s["repo"], s["commit"]) for s in SOURCES.values()}
-    sums = read_checksums(build_mod.EXPECTED_DIR / "imagenet-val-1300" / "SHA256SUMS")
+    expected = build_mod.read_expected()
+    sums = expected["imagenet-val-1300"]
     images = {e.path.rsplit("/", 1)[1]: e.sha256 for e in entries if e.path.endswith(".JPEG") and e.source == "val-images"}
     assert images == {n.split("/", 1)[1]: h for n, h in sums.items() if n.startswith("images/")}
     train = {build_mod.train_name(e.path) for e in entries if e.source == "train-images"}
-    assert train == {n.split("/", 1)[1] for n in read_checksums(build_mod.EXPECTED_DIR / "imagenet-train-1000"
-                                                                / "SHA256SUMS") if n.startswith("images/")}
+    assert train == {n.split("/", 1)[1] for n in expected["imagenet-train-1000"] if n.startswith("images/")}
 
 
 @pytest.mark.skipif(not os.environ.get("CAM_UPSTREAM_MIRROR_DIR"),
@@ -390,6 +394,9 @@ def test_real_samples_from_a_local_mirror_equal_ours(tmp_path, serve):
     base, _ = serve(Path(os.environ["CAM_UPSTREAM_MIRROR_DIR"]))
     status = ensure_samples(tmp_path, mirror=base, progress=False, backoff=0.01)
     assert set(status.values()) == {"built"}
+    shared = REPO.parent / "shared" / "data"
     for sample in status:
-        assert (tmp_path / sample / "SHA256SUMS").read_bytes() == \
-            (build_mod.EXPECTED_DIR / sample / "SHA256SUMS").read_bytes()
+        sums = build_mod.data_files(read_checksums(tmp_path / sample / "SHA256SUMS"))
+        assert sums == build_mod.read_expected()[sample]
+        if (shared / sample / "SHA256SUMS").is_file():  # our reference copy: every data file identical
+            assert sums == build_mod.data_files(read_checksums(shared / sample / "SHA256SUMS"))

@@ -11,6 +11,9 @@ Each ``--snapshot`` names a git directory (a bare clone or a ``.git`` folder) th
 commit. Only the files that ``lib.data.build`` reads are listed. ``--mirror-out DIR`` also writes
 every listed file to ``DIR/<repo>/<commit>/<path>``: a mirror to serve over HTTP, e.g. for testing
 ``make data`` offline (``python -m http.server -b 127.0.0.1 -d DIR`` and ``CAM_DATA_MIRROR``).
+
+``--sample-checksums-from DATA_DIR`` (instead of snapshots) writes ``data/sample_checksums.csv``, what
+a build must reproduce, from the ``SHA256SUMS`` of the reference samples in ``DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.data.build import write_expected  # noqa: E402
 from lib.data.manifest import (  # noqa: E402
     MANIFEST_PATH,
     SOURCES,
@@ -60,10 +64,14 @@ def _train_paths(git_dir: Path, commit: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--snapshot", action="append", default=[], metavar="OWNER/REPO=GIT_DIR", required=True)
+    parser.add_argument("--snapshot", action="append", default=[], metavar="OWNER/REPO=GIT_DIR")
+    parser.add_argument("--sample-checksums-from", type=Path, default=None, metavar="DATA_DIR")
     parser.add_argument("--out", type=Path, default=MANIFEST_PATH)
     parser.add_argument("--mirror-out", type=Path, default=None, help="also write the files here")
     args = parser.parse_args(argv)
+    if args.sample_checksums_from is not None:
+        print(f"wrote {write_expected(args.sample_checksums_from)}")
+        return 0
     git_dirs = dict(item.split("=", 1) for item in args.snapshot)
     entries: list[ManifestEntry] = []
     for key, source in SOURCES.items():

@@ -1,7 +1,10 @@
 """Build the sample folders (``images/``, ``labels.csv``, ``boxes.csv``, ``README.md``, ``SHA256SUMS``)
 from the upstream files listed in ``data/manifest.csv``.
 
-The build reproduces our samples byte for byte (checked against ``data/samples/<name>/SHA256SUMS``):
+The build reproduces every data file of our samples byte for byte: it is checked against
+``data/sample_checksums.csv`` (``sample,path,sha256`` of every file of our samples but their
+``README.md``, taken from their ``SHA256SUMS``). The ``README.md`` is written here
+(:data:`READMES`), so it is the one file that may differ from a copy made elsewhere:
 
 * ``imagenet-val-1300``: the 1300 images are the upstream files, unchanged. ``labels.csv`` is
   ``dataset.txt`` (``./data/X.JPEG, label``) as ``image,label``. ``boxes.csv`` holds every box of
@@ -37,12 +40,51 @@ from .checksums import SUMS_FILE, read_checksums, sha256_file
 from .errors import NUM_CLASSES, ChecksumError, DataFormatError, check_label
 from .manifest import SAMPLES, SOURCES, ManifestEntry
 
-__all__ = ["EXPECTED_DIR", "build_sample", "train_name", "write_checksums"]
+__all__ = ["EXPECTED_SUMS", "READMES", "build_sample", "data_files", "read_expected", "train_name",
+           "write_checksums", "write_expected"]
 
 log = get_logger(__name__)
 
-EXPECTED_DIR = repo_root() / "data" / "samples"
-"""``<name>/README.md`` and ``<name>/SHA256SUMS`` of each sample, as committed."""
+EXPECTED_SUMS = repo_root() / "data" / "sample_checksums.csv"
+"""``sample,path,sha256`` of every data file of our samples (``README.md`` excluded), as committed."""
+
+README = "README.md"
+
+READMES = {
+    "imagenet-val-1300": """\
+# imagenet-val-1300
+
+1300 images of the ILSVRC2012 (ImageNet-1k) validation set, 725 of the 1000 classes, built by
+`make data` (lib/data/build.py) from public sources pinned in data/manifest.csv.
+
+- `images/ILSVRC2012_val_XXXXXXXX.JPEG`: the files of VeriSilicon/acuity-dataset
+  (`ILSVRC2012_VAL_SET/data/`), unchanged. Their publisher pre-scaled them to 227x227, so the
+  aspect ratio is not preserved.
+- `labels.csv`: `image,label` from `ILSVRC2012_VAL_SET/dataset.txt`; `label` is the 0-based
+  ImageNet-1k class index in the standard (sorted-wnid) order.
+- `boxes.csv`: every object box of clovaai/wsolevaluation's `metadata/ILSVRC/test/localization.txt`
+  for these images: `orig_*` in the original image's pixels (`orig_w`, `orig_h` from
+  `image_sizes.txt`), `x0,y0,x1,y1` scaled to the stored 227x227 image.
+- `SHA256SUMS`: checksums of every file here (`sha256sum -c SHA256SUMS` from this folder).
+
+The images remain under the ImageNet terms of access (non-commercial research and education).
+""",
+    "imagenet-train-1000": """\
+# imagenet-train-1000
+
+1000 ImageNet-1k photographs, one per class, disjoint from imagenet-val-1300, built by
+`make data` (lib/data/build.py) from EliSchwartz/imagenet-sample-images, pinned in
+data/manifest.csv.
+
+- `images/<wnid>_<name>.JPEG`: each photo converted to RGB, its shorter side reduced to 256 px
+  (bicubic) when it was longer, saved as JPEG quality 92; apostrophes dropped from the names.
+- `labels.csv`: `image,label,wnid`; `label` is the 0-based ImageNet-1k class index (standard order).
+- `SHA256SUMS`: checksums of every file here.
+
+The images remain under the ImageNet terms of access (non-commercial research and education).
+""",
+}
+"""The ``README.md`` written into each built sample."""
 
 TRAIN_SHORT_SIDE = 256
 TRAIN_JPEG_QUALITY = 92
@@ -171,14 +213,40 @@ def _build_train(entries: Sequence[ManifestEntry], root: Path, out: Path, progre
 _BUILDERS = {"imagenet-val-1300": _build_val, "imagenet-train-1000": _build_train}
 
 
-def _compare(out: Path, expected_sums: Path, name: str, strict: bool) -> None:
-    built, expected = read_checksums(out / SUMS_FILE), read_checksums(expected_sums)
+def data_files(sums: dict[str, str]) -> dict[str, str]:
+    """``sums`` without the sample's ``README.md`` (documentation, written by whoever made the copy)."""
+    return {name: digest for name, digest in sums.items() if name != README}
+
+
+def read_expected(path: str | Path = EXPECTED_SUMS) -> dict[str, dict[str, str]]:
+    """``{sample: {relative path: sha256}}`` from ``data/sample_checksums.csv``."""
+    expected: dict[str, dict[str, str]] = defaultdict(dict)
+    with open(path, newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            expected[row["sample"]][row["path"]] = row["sha256"]
+    return dict(expected)
+
+
+def write_expected(data_dir: str | Path, path: str | Path = EXPECTED_SUMS) -> Path:
+    """Write ``path`` from the ``SHA256SUMS`` of the samples in ``data_dir`` (the reference copies)."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["sample", "path", "sha256"])
+        for name in SAMPLES:
+            sums = data_files(read_checksums(Path(data_dir) / name / SUMS_FILE))
+            writer.writerows([name, file, sums[file]] for file in sorted(sums))
+    return Path(path)
+
+
+def _compare(out: Path, expected: dict[str, str], name: str, strict: bool) -> None:
+    built = data_files(read_checksums(out / SUMS_FILE))
     differ = sorted(n for n in set(built) | set(expected) if built.get(n) != expected.get(n))
     if not differ:
         return
     reencoded = name == "imagenet-train-1000" and all(n.startswith("images/") and n in built and n in expected
                                                       for n in differ)
-    message = (f"{name}: {len(differ)} built file(s) differ from {expected_sums}, e.g. {', '.join(differ[:5])}.")
+    message = (f"{name}: {len(differ)} built file(s) differ from our sample ({EXPECTED_SUMS.name}), "
+               f"e.g. {', '.join(differ[:5])}.")
     if reencoded:
         message += (f" These photos are re-encoded JPEGs, and this Pillow ({PIL.__version__}) encodes them "
                     "differently from the locked one (requirements/lock.txt): install with `make install`.")
@@ -195,20 +263,21 @@ def build_sample(
     download_root: str | Path,
     out: str | Path,
     *,
-    expected_dir: str | Path = EXPECTED_DIR,
+    expected: str | Path = EXPECTED_SUMS,
     strict: bool = True,
     progress: bool = True,
 ) -> Path:
     """Build sample ``name`` into the folder ``out`` from downloaded ``entries``; return ``out``.
 
     ``download_root`` holds the files as ``<repo>/<commit>/<path>``. The folder is written as
-    ``<out>.partial`` and renamed to ``out`` after its ``SHA256SUMS`` equals
-    ``expected_dir/<name>/SHA256SUMS`` (:class:`ChecksumError` otherwise; see the module docstring for
-    ``strict``). ``out`` must not exist yet.
+    ``<out>.partial`` and renamed to ``out`` after its data files' checksums equal ``expected``'s
+    rows for ``name`` (:class:`ChecksumError` otherwise; see the module docstring for ``strict``).
+    ``out`` must not exist yet.
     """
     if name not in SAMPLES:
         raise ValueError(f"Unknown sample {name!r}: use one of {', '.join(SAMPLES)}")
-    out, root, expected = Path(out), Path(download_root), Path(expected_dir) / name
+    out, root = Path(out), Path(download_root)
+    expected_sums = read_expected(expected).get(name, {})
     if out.exists():
         raise FileExistsError(f"{out} exists already: verify it (python -m lib.data.make_data) or remove it first")
     partial = out.with_name(out.name + ".partial")
@@ -217,9 +286,9 @@ def build_sample(
     partial.mkdir(parents=True)
     wanted = [e for e in entries if e.source in SAMPLES[name]]
     _BUILDERS[name](wanted, root, partial, progress)
-    shutil.copyfile(expected / "README.md", partial / "README.md")
+    (partial / README).write_text(READMES[name], encoding="utf-8")
     write_checksums(partial)
-    _compare(partial, expected / SUMS_FILE, name, strict)
+    _compare(partial, expected_sums, name, strict)
     partial.rename(out)
     log.info("built %s", out)
     return out

@@ -5,8 +5,8 @@
 For each sample (``imagenet-val-1300``, ``imagenet-train-1000``) in the data directory
 (:func:`lib.config.data_dir`):
 
-* present: its files are checked against its ``SHA256SUMS``, and that file against the committed
-  ``data/samples/<name>/SHA256SUMS``; nothing is downloaded;
+* present: its files are checked against its ``SHA256SUMS``, and those checksums (but the
+  ``README.md``'s) against the committed ``data/sample_checksums.csv``; nothing is downloaded;
 * missing: its upstream files (``data/manifest.csv``) are downloaded into ``<data dir>/.downloads``
   (parallel, verified, resumable; see :mod:`lib.data.download`), the sample is built from them
   (:mod:`lib.data.build`) and verified; the downloads are removed afterwards unless
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..config import data_dir as resolve_data_dir
 from ..config import get_logger
-from .build import EXPECTED_DIR, build_sample
+from .build import EXPECTED_SUMS, build_sample, data_files, read_expected
 from .checksums import SUMS_FILE, read_checksums, verify_checksums
 from .errors import ChecksumError
 from .manifest import MANIFEST_PATH, SAMPLES, read_manifest
@@ -41,13 +41,13 @@ DOWNLOADS = ".downloads"
 """Folder inside the data directory that holds upstream files while a sample is built."""
 
 
-def _verify_present(folder: Path, expected_sums: Path, progress: bool) -> None:
+def _verify_present(folder: Path, expected: dict[str, str], progress: bool) -> None:
     verify_checksums(folder, progress=progress)
     if not (folder / SUMS_FILE).is_file():
         raise ChecksumError(f"{folder} has no {SUMS_FILE}: remove the folder and run `make data` to rebuild it.")
-    if expected_sums.is_file() and read_checksums(folder / SUMS_FILE) != read_checksums(expected_sums):
+    if data_files(read_checksums(folder / SUMS_FILE)) != expected:
         raise ChecksumError(
-            f"{folder} is not the expected sample: its {SUMS_FILE} differs from {expected_sums}. "
+            f"{folder} is not the expected sample: its {SUMS_FILE} differs from {EXPECTED_SUMS.name}. "
             "Remove (or move) the folder and run `make data` to rebuild it, or point CAM_DATA_DIR elsewhere."
         )
 
@@ -58,7 +58,7 @@ def ensure_samples(
     *,
     mirror: str | None = None,
     manifest: str | Path = MANIFEST_PATH,
-    expected_dir: str | Path = EXPECTED_DIR,
+    expected: str | Path = EXPECTED_SUMS,
     workers: int = 8,
     retries: int = 4,
     backoff: float = 1.0,
@@ -71,14 +71,14 @@ def ensure_samples(
     from .download import download_entries  # only a build needs the network code
 
     root = resolve_data_dir(data_dir)
-    expected_dir = Path(expected_dir)
+    expected_sums = read_expected(expected)
     status: dict[str, str] = {}
     for name in samples:
         if name not in SAMPLES:
             raise ValueError(f"Unknown sample {name!r}: use one of {', '.join(SAMPLES)}")
         folder = root / name
         if folder.is_dir():
-            _verify_present(folder, expected_dir / name / SUMS_FILE, progress)
+            _verify_present(folder, expected_sums.get(name, {}), progress)
             log.info("%s: present and verified", folder)
             status[name] = "verified"
             continue
@@ -88,7 +88,7 @@ def ensure_samples(
         root.mkdir(parents=True, exist_ok=True)
         download_entries(entries, downloads, mirror=mirror, workers=workers, retries=retries, backoff=backoff,
                          timeout=timeout, progress=progress)
-        build_sample(name, entries, downloads, folder, expected_dir=expected_dir, strict=strict, progress=progress)
+        build_sample(name, entries, downloads, folder, expected=expected, strict=strict, progress=progress)
         status[name] = "built"
     downloads = root / DOWNLOADS
     if not keep_downloads and downloads.exists() and all(s in status for s in SAMPLES):
