@@ -28,6 +28,8 @@ configfile: "config/config.yaml"
 os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 
 REPO = Path(workflow.basedir)
+sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake runs outside .venv
+from lib.config import data_dir  # noqa: E402
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 DEVICE = str(config["device"])
@@ -36,9 +38,6 @@ DEVICE = str(config["device"])
 def data_root():
     """config data_dir, else $CAM_DATA_DIR, else ../shared/data when it exists, else local-data/
     (lib.config.data_dir; `make data` builds the samples there); relative to the repo root."""
-    sys.path.insert(0, str(REPO))
-    from lib.config import data_dir
-
     return str(data_dir(str(config.get("data_dir") or "")).resolve())
 
 

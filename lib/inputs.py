@@ -104,6 +104,10 @@ def _dtype_problem(images: torch.Tensor, name: str) -> str | None:
     return f"{name} are integers ({dtype}): convert to floats in [0, 1], e.g. {name}.float() / 255 for 0..255 pixels"
 
 
+def _overshoot_hint(name: str) -> str:
+    return f"this looks like the overshoot of a bicubic resize: clamp with {name}.clamp(0, 1) where you resize"
+
+
 def _check_values(images: torch.Tensor, name: str) -> None:
     """NaN / inf and the range ``[-IMAGE_TOL, 1 + IMAGE_TOL]``: one reduction, one synchronisation."""
     lo, hi = torch.aminmax(images.detach())  # NaN anywhere makes both NaN; inf shows in the extremes
@@ -117,8 +121,7 @@ def _check_values(images: torch.Tensor, name: str) -> None:
                          "(a division by zero, a failed decode or resize); no map or score of them means anything.")
     if lo < -IMAGE_TOL:
         if lo >= -_SMALL_OVERSHOOT and hi <= 1 + _SMALL_OVERSHOOT:
-            hint = (f"this looks like the overshoot of a bicubic resize: clamp with {name}.clamp(0, 1) where you "
-                    "resize")
+            hint = _overshoot_hint(name)
         else:
             hint = ("these look normalised (e.g. with the ImageNet mean/std): pass [0, 1] images "
                     "(model.preprocess(pil_image), no Normalize), the model normalises them itself")
@@ -126,8 +129,7 @@ def _check_values(images: torch.Tensor, name: str) -> None:
                          f"up to {hi:.4g}: {hint}.")
     if hi > 1 + IMAGE_TOL:
         if hi <= 1 + _SMALL_OVERSHOOT:
-            hint = (f"this looks like the overshoot of a bicubic resize: clamp with {name}.clamp(0, 1) where you "
-                    "resize")
+            hint = _overshoot_hint(name)
         elif hi > 2:
             hint = f"these look like 0..255 pixels: divide by 255 ({name} / 255)"
         else:

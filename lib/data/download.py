@@ -53,12 +53,11 @@ def _alternatives() -> str:
     )
 
 
-def _fetch_once(url: str, part: Path, timeout: float, progress: tqdm | None) -> int:
+def _fetch_once(url: str, part: Path, timeout: float, progress: tqdm | None) -> None:
     """Append the missing bytes of ``url`` to ``part`` (resuming with a Range request when it exists).
 
-    Returns the change of ``progress`` (bytes written, less any restarted ``.part``).
+    ``progress`` always counts the bytes that ``part`` holds (a restarted ``.part`` is taken back).
     """
-    counted = 0
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     if have:
@@ -76,17 +75,14 @@ def _fetch_once(url: str, part: Path, timeout: float, progress: tqdm | None) -> 
             log.info("%s: the server cannot resume; downloading it again from the start", url)
             if progress is not None:
                 progress.update(-have)
-            counted -= have
         with open(part, mode) as handle:
             while True:
                 chunk = response.read(_CHUNK)
                 if not chunk:
                     break
                 handle.write(chunk)
-                counted += len(chunk)
                 if progress is not None:
                     progress.update(len(chunk))
-    return counted
 
 
 def _retryable(err: BaseException) -> bool:
@@ -129,9 +125,8 @@ def download_file(
             progress.update(entry.size)
         return True
     last: BaseException | None = None
-    counted = part.stat().st_size if part.exists() else 0  # a leftover .part counts as progress
-    if progress is not None:
-        progress.update(counted)
+    if progress is not None and part.exists():  # a leftover .part counts as progress
+        progress.update(part.stat().st_size)
     for attempt in range(retries + 1):
         if cancel is not None and cancel.is_set():
             raise DownloadError(f"{url}: cancelled, because another download failed")
@@ -140,7 +135,7 @@ def download_file(
             log.info("%s: attempt %d of %d in %.1f s (%s)", url, attempt + 1, retries + 1, delay, last)
             time.sleep(delay)
         try:
-            counted += _fetch_once(url, part, timeout, progress)
+            _fetch_once(url, part, timeout, progress)
         except Exception as err:  # noqa: BLE001 (reported below with the URL and the fix)
             last = err
             if not _retryable(err):  # e.g. 404: the source or mirror lacks the file; no retry helps
@@ -156,8 +151,7 @@ def download_file(
         last = ValueError(f"got {size} bytes with another SHA-256 than the manifest's ({entry.size} bytes, "
                           f"{entry.sha256[:12]}...)")
         if progress is not None:
-            progress.update(-counted)
-        counted = 0
+            progress.update(-size)
         part.unlink(missing_ok=True)  # a corrupt (or too long) file is never resumed: fetch it whole again
     raise DownloadError(
         f"Could not download {url} (for {dest}) after {attempt + 1} attempt(s): {last}. " + _alternatives()

@@ -42,9 +42,9 @@ DOWNLOADS = ".downloads"
 
 
 def _verify_present(folder: Path, expected: dict[str, str], progress: bool) -> None:
-    verify_checksums(folder, progress=progress)
     if not (folder / SUMS_FILE).is_file():
         raise ChecksumError(f"{folder} has no {SUMS_FILE}: remove the folder and run `make data` to rebuild it.")
+    verify_checksums(folder, progress=progress)
     if data_files(read_checksums(folder / SUMS_FILE)) != expected:
         raise ChecksumError(
             f"{folder} is not the expected sample: its {SUMS_FILE} differs from {EXPECTED_SUMS.name}. "
@@ -71,6 +71,7 @@ def ensure_samples(
     from .download import download_entries  # only a build needs the network code
 
     root = resolve_data_dir(data_dir)
+    downloads = root / DOWNLOADS
     expected_sums = read_expected(expected)
     status: dict[str, str] = {}
     for name in samples:
@@ -83,14 +84,12 @@ def ensure_samples(
             status[name] = "verified"
             continue
         entries = read_manifest(manifest, SAMPLES[name])
-        downloads = root / DOWNLOADS
         log.info("%s is missing: downloading %d upstream file(s) into %s", folder, len(entries), downloads)
         root.mkdir(parents=True, exist_ok=True)
         download_entries(entries, downloads, mirror=mirror, workers=workers, retries=retries, backoff=backoff,
                          timeout=timeout, progress=progress)
         build_sample(name, entries, downloads, folder, expected=expected, strict=strict, progress=progress)
         status[name] = "built"
-    downloads = root / DOWNLOADS
     if not keep_downloads and downloads.exists() and all(s in status for s in SAMPLES):
         shutil.rmtree(downloads)
     return status
