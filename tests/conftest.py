@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+# Tests run on the reference path (PyTorch eager) unless CAM_INFERENCE says otherwise;
+# tests/test_inference.py compares the fast path with it explicitly.
+os.environ.setdefault("CAM_INFERENCE", "torch")
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,13 @@ class scores.  The methods live one per file (:mod:`lib.cams.score`, :mod:`lib.c
   to free memory on CUDA: :func:`default_batch_size`) through :func:`lib.batching.map_batches`, which halves the chunk on out-of-memory
   instead of failing.  No ``.item()`` and no host synchronisation inside the loops: indices,
   targets and scores stay on the model's device.
+* **Inference path.** On the CPU the perturbed passes (and nothing that needs a hook or a
+  gradient) run on :mod:`lib.inference`'s compiled path (OpenVINO by default; PyTorch eager with
+  ``CAM_INFERENCE=torch``), within its measured bound of PyTorch fp32.
 * **Precision.** ``precision="bf16"`` runs the perturbed forward passes under bfloat16 autocast
-  with channels-last inputs (the fast path on GPUs); scores are taken in float32 from the bf16
-  logits.  Only on CUDA: on other devices the methods log (``logging.INFO``) and run in fp32.
+  with channels-last inputs on CUDA, or in OpenVINO's bf16 on the CPU fast path; scores are
+  taken in float32 from the bf16 logits.  PyTorch eager on the CPU logs (``logging.INFO``) and
+  runs fp32.
 * **Masking convention** (``convention=``, PROTOCOLS.md):
 
   - ``"image"`` (default): the mask multiplies the ``[0, 1]`` image, ``model(x * m)``; muted
@@ -41,6 +45,7 @@ from torch import nn
 
 from ..batching import map_batches, suggest_batch_size
 from .gradient import CAM
+from ..inference import fast_backend, forward_logits
 from ..precision import check_precision
 from .hooks import capture_layer
 
@@ -179,7 +184,8 @@ class PerturbationCAM(CAM):
         if device.type == "cuda":
             return True
         if not self._warned_precision:
-            log.info("%s: precision='bf16' runs only on CUDA; running in fp32 on %s.", self.name, device)
+            log.info("%s: precision='bf16' runs on CUDA and on the CPU fast path (lib.inference); "
+                     "PyTorch eager runs this call in fp32 on %s.", self.name, device)
             self._warned_precision = True
         return False
 
@@ -196,6 +202,9 @@ class PerturbationCAM(CAM):
 
     def _logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Float32 logits of a batch of (masked) inputs in the space of :meth:`_base`."""
+        part = "net" if self.convention == "normalized" else "model"
+        if fast_backend(self.model, batch) is not None:  # the CPU fast path (lib.inference), fp32 or bf16
+            return forward_logits(self.model, batch, part=part, precision=self.precision)
         device = batch.device
         bf16 = self._use_bf16(device)
         net = self.model.net if self.convention == "normalized" else self.model

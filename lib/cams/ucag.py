@@ -48,6 +48,7 @@ from torchvision.transforms import functional as TF
 
 from ..batching import map_batches
 from ..maps import minmax_normalize, upsample
+from ..inference import forward_logits
 from ..precision import precision_autocast
 from .gradient import CAM, _check_images, _CombineCAM
 from .hooks import forward_with_gradients
@@ -165,7 +166,7 @@ def partial_explanations(methods: Sequence[CAM], images: torch.Tensor, targets: 
     geometry = settings.geometry(images.shape[-1])
     n_crops = settings.n ** 2
     with torch.no_grad(), precision_autocast(images.device, methods[0].precision):
-        target_ids = resolve_targets(model(images).float(), targets)  # [N, K], on the whole image
+        target_ids = resolve_targets(forward_logits(model, images).float(), targets)  # [N, K], on the whole image
     bar = None
     if progress:
         from tqdm.auto import tqdm

@@ -26,6 +26,7 @@ import torch
 
 from ..batching import map_batches
 from ..inputs import check_images
+from ..inference import forward_logits
 from .masking import precision_autocast
 from .masks import phi
 
@@ -117,11 +118,11 @@ def adversarial_verification(model: torch.nn.Module, images: torch.Tensor, maps:
         src = owner[chunk]  # one image per host in the chunk
         composites = embed_core_area(images[src], core[src], flat_hosts[chunk], flat_offsets[chunk])
         with torch.no_grad(), precision_autocast(images.device, precision):
-            p = model(composites).float().softmax(-1)
+            p = forward_logits(model, composites).float().softmax(-1)
         return torch.stack([p.gather(1, targets[src][:, None])[:, 0], (p.argmax(1) == targets[src]).float()], 1)
 
     with torch.no_grad(), precision_autocast(images.device, precision):
-        original = model(images).float().softmax(-1).gather(1, targets[:, None])[:, 0]
+        original = forward_logits(model, images).float().softmax(-1).gather(1, targets[:, None])[:, 0]
     out = map_batches(probs, n * k, batch_size).view(n, k, 2)
     embedded, correct = out[..., 0], out[..., 1]
     fading = 100 * (original[:, None] - embedded).clamp_min(0) / original[:, None].clamp_min(1e-12)

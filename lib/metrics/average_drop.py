@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..inference import forward_logits
 from .masking import _check_batch_size, check_convention, chunks, masked_forward, model_device, precision_autocast
 from ..batching import map_batches
 from ..inputs import check_images
@@ -97,7 +98,7 @@ def _probabilities(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
         x = images[sl].to(device)
         m = maps[sl].to(device=device, dtype=x.dtype)
         t = t_all[sl]
-        cols = [_class_prob(model(x), t) if original is None else original[sl].to(device=device, dtype=torch.float32)]
+        cols = [_class_prob(forward_logits(model, x), t) if original is None else original[sl].to(device=device, dtype=torch.float32)]
         cols += [_class_prob(masked_forward(model, x, phi(m, f, binary=b).unsqueeze(1), convention), t)
                  for b, f in keys]
         return torch.stack(cols, dim=1)
@@ -141,7 +142,7 @@ def confidence_scores(model: nn.Module, images: torch.Tensor, masks: torch.Tenso
         for sl in chunks(images.shape[0], batch_size):
             x = images[sl].to(device)
             m = masks[sl].to(device=device, dtype=x.dtype).unsqueeze(1)
-            ys.append(_class_prob(model(x), t_all[sl]))
+            ys.append(_class_prob(forward_logits(model, x), t_all[sl]))
             os_.append(_class_prob(masked_forward(model, x, m, convention), t_all[sl]))
     return torch.cat(ys), torch.cat(os_)
 

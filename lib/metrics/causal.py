@@ -50,6 +50,7 @@ from torchvision.transforms import functional as TF
 
 from ..batching import map_batches
 from ..inputs import check_images
+from ..inference import forward_logits
 from .masking import _check_batch_size, check_convention, model_device, precision_autocast
 
 __all__ = ["MODES", "SUBSTRATES", "auc", "deletion_insertion", "num_points", "saliency_ranks"]
@@ -111,17 +112,11 @@ def _substrate_fn(substrate: Substrate, blur_kernel: int, blur_sigma: float
 
 def _space(model: nn.Module, convention: str
            ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
-    """``(to_space, forward)`` for the convention: where mixing happens and how it is classified."""
+    """``(to_space, forward)`` for the convention: where mixing happens and how it is classified
+    (:func:`lib.inference.forward_logits`: the CPU fast path, else PyTorch)."""
     if convention == "image":
-        return (lambda x: x), model
-    channels_last = bool(getattr(model, "channels_last", False))
-
-    def forward(z: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            z = z.contiguous(memory_format=torch.channels_last)
-        return model.net(z)
-
-    return model.normalize, forward
+        return (lambda x: x), lambda x: forward_logits(model, x)
+    return model.normalize, lambda z: forward_logits(model, z, part="net")
 
 
 def deletion_insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,

@@ -17,6 +17,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..inference import forward_logits
 from ..inputs import check_images
 from ..precision import PRECISIONS, precision_autocast
 
@@ -65,10 +66,13 @@ def _as_mask(masks: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
 
 
 def masked_forward(model: nn.Module, images: torch.Tensor, masks: torch.Tensor, convention: str) -> torch.Tensor:
-    """One forward pass of the explanation ``images (x) masks`` (``masks`` ``[N, 1, H, W]``), no chunking."""
+    """One forward pass of the explanation ``images (x) masks`` (``masks`` ``[N, 1, H, W]``), no chunking.
+
+    Runs on :func:`lib.inference.forward_logits` (the CPU fast path under ``no_grad``, PyTorch otherwise).
+    """
     if convention == "image":
-        return model(images * masks)
-    return model.net(model.normalize(images) * masks)
+        return forward_logits(model, images * masks)
+    return forward_logits(model, model.normalize(images) * masks, part="net")
 
 
 def explanation_logits(model: nn.Module, images: torch.Tensor, masks: torch.Tensor,
