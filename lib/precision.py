@@ -1,7 +1,8 @@
 """The two numeric paths of every method and metric: ``"fp32"`` (the reference) and ``"bf16"``.
 
-``"bf16"`` runs forward passes under bfloat16 autocast (the GPU fast path); results are always
-returned in float32.  One home for the names and the check, shared by :mod:`lib.cams` and
+``"bf16"`` runs forward passes under bfloat16 autocast (the GPU fast path), or, for forward-only
+work on the CPU, in OpenVINO's bf16 (:mod:`lib.inference`, which reads the autocast region);
+results are always returned in float32.  One home for the names and the check, shared by :mod:`lib.cams` and
 :mod:`lib.metrics`.
 """
 
@@ -24,6 +25,8 @@ def check_precision(precision: str) -> bool:
 def precision_autocast(device: torch.device, precision: str):
     """Autocast context of forward passes on ``device``: disabled for fp32, bfloat16 for bf16.
 
-    On a CPU bf16 runs, but is usually slower than fp32 there.
+    On a CPU, PyTorch eager bf16 runs but is slower than the fp32 fast path; forward-only passes
+    inside this region go to :mod:`lib.inference` in bf16 instead (an explicit option, measured
+    bound in ``benchmarks/results/cpu.json``).
     """
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=check_precision(precision))

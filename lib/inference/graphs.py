@@ -50,8 +50,16 @@ def _state_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return list(model.named_parameters()) + list(model.named_buffers())
 
 
-def _version_key(tensors: list[tuple[str, torch.Tensor]]) -> tuple:
-    return tuple((name, t.data_ptr(), t._version) for name, t in tensors)
+def _version_key(model: nn.Module) -> tuple:
+    """Identity and in-place version of every parameter and buffer, in one walk over the modules
+    (called before every fast forward, so kept cheap)."""
+    key = []
+    for module in model.modules():
+        for tensors in (module._parameters, module._buffers):
+            for t in tensors.values():
+                if t is not None:
+                    key.append((t.data_ptr(), t._version))
+    return tuple(key)
 
 
 def weights_fingerprint(model: nn.Module) -> str:
@@ -59,13 +67,12 @@ def weights_fingerprint(model: nn.Module) -> str:
 
     Cached on the module and recomputed when any tensor is replaced or modified in place.
     """
-    tensors = _state_tensors(model)
-    version = _version_key(tensors)
+    version = _version_key(model)
     memo = model.__dict__.get("_graph_fingerprint")
     if memo is not None and memo[0] == version:
         return memo[1]
     digest = hashlib.sha256()
-    for name, t in tensors:
+    for name, t in _state_tensors(model):
         data = t.detach().to("cpu").contiguous()
         digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
         digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")

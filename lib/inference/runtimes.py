@@ -74,8 +74,9 @@ def _openvino_runner(folder, precision: str) -> Callable[[np.ndarray], np.ndarra
     request = compiled.create_infer_request()
 
     def run(x: np.ndarray) -> np.ndarray:
-        # The request's output buffer is reused by the next call: copy it.
-        return np.array(request.infer({0: x})[0], dtype=np.float32, copy=True)
+        # share_inputs: OpenVINO reads the array in place (the call is synchronous); the request's
+        # output buffer is reused by the next call: copy it.
+        return np.array(request.infer({0: x}, share_inputs=True)[0], dtype=np.float32, copy=True)
 
     return run
 
