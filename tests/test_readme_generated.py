@@ -1,4 +1,4 @@
-"""The README's speed tables are generated from the committed benchmark results, never typed."""
+"""The README's speed tables and result tables are generated from committed files, never typed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,17 @@ from benchmarks import report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "cpu.json"
+
+
+@pytest.fixture(scope="module")
+def readme_results():
+    """tools/readme_results.py as a module (tools/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "tools" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +60,18 @@ def test_update_readme_needs_the_markers(tmp_path, data):
     assert not report.update_readme(data, readme)  # idempotent
     text = readme.read_text()
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text
+
+
+def test_readme_result_tables_are_generated_from_the_figures(readme_results):
+    module = readme_results
+    text = (ROOT / "README.md").read_text()
+    assert module.render(text) == text, (
+        "README.md's result tables differ from figures/*/*.csv. Fix: python tools/readme_results.py")
+
+
+def test_csv_table_renders_every_cell(tmp_path, readme_results):
+    module = readme_results
+    path = tmp_path / "t.csv"
+    path.write_text('method,value\nGrad-CAM,"1.0 [0.5, 1.5]"\na|b,\n')
+    assert module.csv_table(path) == ["| method | value |", "|---|---|", "| Grad-CAM | 1.0 [0.5, 1.5] |",
+                                      "| a\\|b |   |"]
