@@ -21,6 +21,12 @@ peer's rule: 0 when the image's activations have minimum 0 (after a ReLU), else
 ``min - 1e7`` (a deviation of the peer for layers with negative values).
 
 Cost: ``C`` partial forward passes per image plus one full pass.
+
+Inference path: these passes stay on PyTorch eager, also on the CPU where the other mask-based
+methods use :mod:`lib.inference`'s compiled path.  The replaced target-layer output is a forward
+hook, which an exported graph of the whole network would skip (``lib.inference`` refuses any
+hooked model), and the shortcut already costs a small fraction of a full forward, so a separate
+graph of the layers after the target layer would buy little (``benchmarks/results/cpu.md``).
 """
 
 from __future__ import annotations
