@@ -62,11 +62,22 @@ def clear() -> None:
     _runners.clear()
 
 
-def _openvino_runner(folder, precision: str) -> Callable[[np.ndarray], np.ndarray]:
-    import openvino as ov
+_OPENVINO_CORE = None
 
-    core = ov.Core()
-    compiled = core.compile_model(str(folder / "model.xml"), "CPU", {
+
+def _openvino_core():
+    """One OpenVINO ``Core`` for the process, never destroyed: compiled models must not outlive the
+    core (and the plugin) that compiled them."""
+    global _OPENVINO_CORE
+    if _OPENVINO_CORE is None:
+        import openvino as ov
+
+        _OPENVINO_CORE = ov.Core()
+    return _OPENVINO_CORE
+
+
+def _openvino_runner(folder, precision: str) -> Callable[[np.ndarray], np.ndarray]:
+    compiled = _openvino_core().compile_model(str(folder / "model.xml"), "CPU", {
         "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         "INFERENCE_NUM_THREADS": max(1, torch.get_num_threads()),
         "PERFORMANCE_HINT": "LATENCY",
