@@ -45,7 +45,7 @@ from torch import nn
 
 from ..batching import map_batches, suggest_batch_size
 from .gradient import CAM
-from ..inference import fast_backend, forward_logits
+from ..inference import fast_backend, fast_logits
 from ..precision import check_precision
 from .hooks import capture_layer
 
@@ -203,8 +203,9 @@ class PerturbationCAM(CAM):
     def _logits(self, batch: torch.Tensor) -> torch.Tensor:
         """Float32 logits of a batch of (masked) inputs in the space of :meth:`_base`."""
         part = "net" if self.convention == "normalized" else "model"
-        if fast_backend(self.model, batch) is not None:  # the CPU fast path (lib.inference), fp32 or bf16
-            return forward_logits(self.model, batch, part=part, precision=self.precision)
+        backend = fast_backend(self.model, batch)
+        if backend is not None:  # the CPU fast path (lib.inference), fp32 or bf16
+            return fast_logits(self.model, batch, backend, part=part, precision=self.precision)
         device = batch.device
         bf16 = self._use_bf16(device)
         net = self.model.net if self.convention == "normalized" else self.model

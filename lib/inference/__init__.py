@@ -61,6 +61,7 @@ __all__ = [
     "FP32_METRIC_BOUND",
     "available_backends",
     "fast_backend",
+    "fast_logits",
     "forward_logits",
     "get_backend",
     "resolve_backend",
@@ -222,6 +223,13 @@ def forward_logits(model: nn.Module, x: torch.Tensor, *, part: str = "model",
                 x = x.contiguous(memory_format=torch.channels_last)
             return model.net(x)
         return model(x)
+    return fast_logits(model, x, backend, part=part, precision=precision)
+
+
+def fast_logits(model: nn.Module, x: torch.Tensor, backend: str, *, part: str = "model",
+                precision: str | None = None) -> torch.Tensor:
+    """:func:`forward_logits` on ``backend``, a fast backend that :func:`fast_backend` returned for
+    this model and input (callers that already asked it do not ask again)."""
     precision = _autocast_precision(x.device) if precision is None else precision
     check_precision(precision)
     from .runtimes import compiled_runner
