@@ -29,7 +29,14 @@ Mask-based methods cost thousands of forwards per image, so they run on ``--slow
 (default 1 on a CPU) once, without repeats; every other timing is the best of ``--repeats`` after
 a warm-up call (which also exports and compiles the fast path's graph).  Peak memory is
 ``torch.cuda.max_memory_allocated`` on CUDA and the peak growth of the process's resident memory
-during the call on a CPU (sampled every 2 ms, after ``gc.collect()`` and glibc's ``malloc_trim``).
+during the first timed call on a CPU (sampled every 2 ms, after ``gc.collect()`` and glibc's
+``malloc_trim``); the time is the best repeat, so a call slowed by the trim or the sampler does not
+set it.
+
+Every path runs with the library's allocator setting (:mod:`lib.allocator`: glibc's malloc
+thresholds raised when a CPU model is loaded).  The forward section adds one row timed in a child
+process with glibc's defaults (``CAM_MALLOC_TUNING=0``), which is what PyTorch eager gives without
+that setting.
 
 Results go to ``<out>/<device>.json`` and ``<out>/<device>.md`` (:mod:`benchmarks.report`, which
 also renders the README's speed table from the JSON).  Nothing here is asserted: CI never times
@@ -45,7 +52,9 @@ import gc
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -57,7 +66,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import report  # noqa: E402
-from lib import inference  # noqa: E402
+from lib import allocator, inference  # noqa: E402
 from lib.cams import METHODS, get_method  # noqa: E402
 from lib.cams.ablation import AblationCAM  # noqa: E402
 from lib.cams.perturbation import PerturbationCAM  # noqa: E402
@@ -74,6 +83,8 @@ PEER = {  # our registry name -> pytorch-grad-cam class name
 }
 PEER_BATCHED = ("scorecam", "ablationcam")  # peer classes with a batch_size of perturbed inputs
 FORWARD_BATCHES = (8, 32)
+EAGER_FP32 = "PyTorch eager fp32 (channels-last)"
+EAGER_UNTUNED = "PyTorch eager fp32, glibc malloc defaults"
 
 
 @dataclass(frozen=True)
@@ -161,7 +172,8 @@ class _RssPeak:
 
 def timed(fn: Callable[[], object], device: torch.device, repeats: int = 3, warmup: int = 1
           ) -> tuple[float, float | None]:
-    """Seconds per call (best of ``repeats``) and peak memory in MiB (see the module docstring)."""
+    """Seconds per call (best of ``repeats``) and peak memory in MiB of the first repeat (see the
+    module docstring)."""
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -171,14 +183,17 @@ def timed(fn: Callable[[], object], device: torch.device, repeats: int = 3, warm
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
     rss = _RssPeak() if device.type == "cpu" and os.path.exists("/proc/self/statm") else None
-    for _ in range(repeats):
-        if rss is not None:
+    for i in range(repeats):
+        # Memory on the first repeat only: its malloc_trim returns the heap's free pages, so that
+        # call maps (and page-faults) its activations afresh, which the repeats after it do not.
+        sampled = rss is not None and i == 0
+        if sampled:
             rss.__enter__()
         start = time.perf_counter()
         fn()
         _sync(device)
         best = min(best, time.perf_counter() - start)
-        if rss is not None:
+        if sampled:
             rss.__exit__()
     if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
@@ -241,7 +256,7 @@ def forward_candidates(device: torch.device, compile_: bool) -> list[tuple[str, 
             return fn
         return make
 
-    out = [("PyTorch eager fp32 (channels-last)", eager(False)), ("PyTorch eager bf16 autocast", eager(True))]
+    out = [(EAGER_FP32, eager(False)), ("PyTorch eager bf16 autocast", eager(True))]
     if compile_:
         out += [("torch.compile fp32", compiled(False)), ("torch.compile bf16 autocast", compiled(True))]
     if device.type == "cpu":
@@ -280,7 +295,44 @@ def bench_forward_paths(model_name: str, device: torch.device, args) -> dict:
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
         out["paths"].append(row)
         print("  " + report.forward_line(row), flush=True)
+        if name == EAGER_FP32 and device.type == "cpu" and allocator.malloc_tuned():
+            row = untuned_eager_row(model_name, args.repeats, reference)
+            out["paths"].append(row)
+            print("  " + report.forward_line(row), flush=True)
     return out
+
+
+def untuned_eager_row(model_name: str, repeats: int, reference: torch.Tensor) -> dict:
+    """Eager fp32 with glibc's malloc defaults (``CAM_MALLOC_TUNING=0``), timed in a child process
+    (mallopt cannot be undone in this one: see :mod:`lib.allocator`); its logits beside ours."""
+    env = {**os.environ, allocator.ENV: "0"}
+    with tempfile.TemporaryDirectory() as tmp:
+        logits_file = Path(tmp) / "logits.pt"
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--eager-child", model_name,
+                               str(logits_file), "--repeats", str(repeats)], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            return {"path": EAGER_UNTUNED, "error": (done.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        logits = torch.load(logits_file)
+    row["logit_diff_max"] = float((logits - reference.cpu()).abs().max())
+    row["top1_agreement"] = float((logits.argmax(1) == reference.cpu().argmax(1)).float().mean())
+    return row
+
+
+def eager_child(model_name: str, logits_file: str, repeats: int) -> None:
+    """The child of :func:`untuned_eager_row`: save the logits, print the row as JSON."""
+    weights = "default" if model_name.startswith("efficientnet") else None
+    model = load_model(model_name, weights=weights, device="cpu")
+    images, _, _ = load_images(max(FORWARD_BATCHES), model.preprocess.crop, torch.device("cpu"), model.preprocess)
+    row = {"path": EAGER_UNTUNED, "malloc_tuned": allocator.malloc_tuned()}
+    start = time.perf_counter()
+    with torch.no_grad():
+        torch.save(model(images).float(), logits_file)
+        row["setup_s"] = time.perf_counter() - start
+        for b in FORWARD_BATCHES:
+            seconds, _ = timed(lambda: model(images[:b]), torch.device("cpu"), repeats)
+            row[f"img_s_batch{b}"] = b / seconds
+    print(json.dumps(row))
 
 
 # ---------------------------------------------------------------------------------------- methods
@@ -520,7 +572,10 @@ def main(argv=None) -> None:
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--eager-child", nargs=2, metavar=("MODEL", "LOGITS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.eager_child:
+        return eager_child(*args.eager_child, args.repeats)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     args.slow_images = args.slow_images or (args.images if cuda else 1)

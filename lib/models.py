@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .allocator import tune_malloc
 from .transforms import Preprocess
 
 __all__ = [
@@ -252,6 +253,11 @@ def load_model(name: str, weights: str | None = "default", device: str | torch.d
         channels_last: store the weights channels-last and convert inputs in ``forward``
             (measured on a 2-core CPU, Lite0 forward: 59 vs 33 images/s; the standard fast path
             on GPUs too). Results agree with the contiguous layout to float rounding.
+
+    On the CPU this also raises glibc's malloc thresholds for the process
+    (:func:`lib.allocator.tune_malloc`; ``CAM_MALLOC_TUNING=0`` keeps the defaults), so that the
+    activations freed by one call are reused by the next instead of being mapped and page-faulted
+    afresh: about 2.5x faster PyTorch forwards and backwards at batch 8, same numbers.
     """
     if name not in MODELS:
         raise ValueError(
@@ -264,6 +270,8 @@ def load_model(name: str, weights: str | None = "default", device: str | torch.d
     model = Classifier(name, net, spec.preprocess, f"net.{spec.target_layer}", categories())
     model.eval().requires_grad_(False)
     model.to(device)
+    if torch.device(device).type == "cpu":
+        tune_malloc()
     return model.to_channels_last(channels_last)
 
 
