@@ -296,20 +296,23 @@ def bench_forward_paths(model_name: str, device: torch.device, args) -> dict:
         out["paths"].append(row)
         print("  " + report.forward_line(row), flush=True)
         if name == EAGER_FP32 and device.type == "cpu" and allocator.malloc_tuned():
-            row = untuned_eager_row(model_name, args.repeats, reference)
+            row = untuned_eager_row(model, args.repeats, reference)
             out["paths"].append(row)
             print("  " + report.forward_line(row), flush=True)
     return out
 
 
-def untuned_eager_row(model_name: str, repeats: int, reference: torch.Tensor) -> dict:
+def untuned_eager_row(model, repeats: int, reference: torch.Tensor) -> dict:
     """Eager fp32 with glibc's malloc defaults (``CAM_MALLOC_TUNING=0``), timed in a child process
-    (mallopt cannot be undone in this one: see :mod:`lib.allocator`); its logits beside ours."""
+    (mallopt cannot be undone in this one: see :mod:`lib.allocator`) on this model's weights; its
+    logits beside ours."""
     env = {**os.environ, allocator.ENV: "0"}
     with tempfile.TemporaryDirectory() as tmp:
-        logits_file = Path(tmp) / "logits.pt"
-        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--eager-child", model_name,
-                               str(logits_file), "--repeats", str(repeats)], env=env, capture_output=True, text=True)
+        logits_file, weights_file = Path(tmp) / "logits.pt", Path(tmp) / "weights.pt"
+        torch.save(model.state_dict(), weights_file)  # random-weight models: the child must use the same
+        done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--eager-child", model.name,
+                               str(weights_file), str(logits_file), "--repeats", str(repeats)],
+                              env=env, capture_output=True, text=True)
         if done.returncode != 0:
             return {"path": EAGER_UNTUNED, "error": (done.stderr.strip().splitlines() or ["no output"])[-1][:200]}
         row = json.loads(done.stdout.strip().splitlines()[-1])
@@ -319,10 +322,10 @@ def untuned_eager_row(model_name: str, repeats: int, reference: torch.Tensor) ->
     return row
 
 
-def eager_child(model_name: str, logits_file: str, repeats: int) -> None:
+def eager_child(model_name: str, weights_file: str, logits_file: str, repeats: int) -> None:
     """The child of :func:`untuned_eager_row`: save the logits, print the row as JSON."""
-    weights = "default" if model_name.startswith("efficientnet") else None
-    model = load_model(model_name, weights=weights, device="cpu")
+    model = load_model(model_name, weights=None, device="cpu")
+    model.load_state_dict(torch.load(weights_file))
     images, _, _ = load_images(max(FORWARD_BATCHES), model.preprocess.crop, torch.device("cpu"), model.preprocess)
     row = {"path": EAGER_UNTUNED, "malloc_tuned": allocator.malloc_tuned()}
     start = time.perf_counter()
@@ -572,7 +575,7 @@ def main(argv=None) -> None:
     parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="benchmarks/results")
-    parser.add_argument("--eager-child", nargs=2, metavar=("MODEL", "LOGITS"), help=argparse.SUPPRESS)
+    parser.add_argument("--eager-child", nargs=3, metavar=("MODEL", "WEIGHTS", "LOGITS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.eager_child:
         return eager_child(*args.eager_child, args.repeats)
