@@ -246,7 +246,8 @@ def paired_difference(a: Any, b: Any, kind: str = "continuous", level: float = L
         if np.isnan(low):
             note = (f"all {n} differences are 0" if np.all(d == 0) else f"all {n} differences equal {value:.3g}")
             return Estimate(value, None, None, n, "t", level, note=note)
-        return Estimate(value, float(low), float(high), n, "t", level, p_value=float(p))
+        return Estimate(value, float(low), float(high), n, "t", level, p_value=float(p),
+                        extra={"sd": float(d.std(ddof=1))})
     if kind == "binary":
         (a01, scale_a), (b01, scale_b) = _binary(a, "a"), _binary(b, "b")
         scale = max(scale_a, scale_b)
@@ -256,7 +257,8 @@ def paired_difference(a: Any, b: Any, kind: str = "continuous", level: float = L
             return Estimate(scale * diff, None, None, n, method, level, note=_too_few(n, min_n))
         agree = (p < 1 - level) == (low > 0 or high < 0)
         note = "" if agree else "the exact test and Newcombe's interval disagree at this edge; the verdict follows the test"
-        return Estimate(scale * diff, scale * low, scale * high, n, method, level, p_value=p, note=note)
+        return Estimate(scale * diff, scale * low, scale * high, n, method, level, p_value=p, note=note,
+                        extra={"sd": float(scale * (a01.astype(float) - b01.astype(float)).std(ddof=1))})
     raise ValueError(f"kind must be 'continuous' or 'binary', got {kind!r}")
 
 
@@ -270,7 +272,7 @@ def equivalence(a: Any, b: Any, margin: float, kind: str = "continuous", alpha: 
     est = paired_difference(a, b, kind, level=1 - 2 * alpha, min_n=min_n)
     equivalent = est.has_interval and -margin < est.low and est.high < margin
     return replace(est, method="tost-" + ("t" if kind == "continuous" else "newcombe"),
-                   extra={"margin": margin, "equivalent": bool(equivalent)})
+                   extra={**est.extra, "margin": margin, "equivalent": bool(equivalent)})
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

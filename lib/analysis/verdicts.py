@@ -1,0 +1,129 @@
+"""Verdicts on the registry's claims, computed from our per-image estimates, never typed.
+
+:func:`verdict` takes one claim (:class:`lib.analysis.claims.Claim`) and our estimate of its
+difference (:func:`lib.analysis.stats.paired_difference` of the first method minus the second,
+per image, in the metric's units) and says:
+
+* ``agrees`` / ``disagrees``: the difference is resolved (p below ``alpha`` after Holm's
+  adjustment over the claims tested together) and has / has not the sign the paper claims; a
+  ``no_change`` claim agrees when the 90 % interval lies inside its margin (two one-sided tests)
+  and disagrees when it lies entirely outside it (each a one-sided test at 5 %); a ``size`` claim agrees when our
+  95 % interval holds the paper's difference and disagrees when it excludes it;
+* ``not resolved``: none of these, with the n that would resolve our observed effect with 80 %
+  power (:func:`lib.analysis.stats.required_n`; none when we observe no effect at all);
+* ``too few``: fewer than :data:`lib.analysis.stats.MIN_N` images, so no interval and no verdict;
+* ``not comparable`` (a qualitative claim, or one whose metric has no better/worse sense),
+  ``not reproducible here`` (the registry's status, with its reason), ``not computed`` (no
+  estimate given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .claims import METRICS, Claim
+from .stats import LEVEL, Estimate, holm, required_n
+
+__all__ = ["VERDICTS", "Verdict", "verdict", "verdicts", "expected_sign", "paper_effect"]
+
+VERDICTS = ("agrees", "disagrees", "not resolved", "too few", "not comparable", "not reproducible here",
+            "not computed")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    claim: str
+    verdict: str
+    n: int | None
+    ours: str
+    paper: float | None
+    reason: str
+    needed_n: int | None = None
+    p_adjusted: float | None = None
+
+    def row(self) -> dict:
+        return {"claim": self.claim, "n": self.n, "ours": self.ours, "paper": self.paper, "verdict": self.verdict,
+                "needed_n": self.needed_n, "p_adjusted": self.p_adjusted, "reason": self.reason}
+
+
+def paper_effect(claim: Claim) -> float | None:
+    """The paper's difference, first method minus second, from its printed values (None if absent)."""
+    if len(claim.methods) < 2:
+        return None
+    first, second = (claim.paper_values.get(m) for m in claim.methods[:2])
+    return None if first is None or second is None else float(first) - float(second)
+
+
+def expected_sign(claim: Claim) -> int | None:
+    """+1 / -1: the sign of ``first - second`` that the claim predicts; None without a sense."""
+    if claim.direction not in ("better", "worse") or claim.metric is None:
+        return None
+    higher = METRICS[claim.metric].higher_is_better
+    if higher is None:
+        return None
+    return 1 if (claim.direction == "better") == higher else -1
+
+
+def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None, alpha: float = 1 - LEVEL
+            ) -> Verdict:
+    """The verdict on ``claim`` from ``ours`` (see the module docstring): for ``no_change`` claims
+    the estimate of :func:`lib.analysis.stats.equivalence` (its 90 % interval), for the others that
+    of :func:`lib.analysis.stats.paired_difference`. ``p_adjusted``: the claim's p-value after
+    Holm's adjustment in its family (default: its own p-value)."""
+    effect = paper_effect(claim)
+
+    def out(label: str, reason: str, needed: int | None = None) -> Verdict:
+        return Verdict(claim.id, label, None if ours is None else ours.n, "" if ours is None else ours.format(),
+                       effect, reason, needed, p_adjusted)
+
+    if claim.status == "not_reproducible":
+        return out("not reproducible here", claim.reason or "")
+    if claim.direction == "describes" or claim.metric is None:
+        return out("not comparable", "a qualitative claim: see the figure beside the paper's")
+    if ours is None:
+        return out("not computed", "no per-image estimate was given for this claim")
+    if not ours.has_interval:
+        return out("too few", ours.note)
+    p = ours.p_value if p_adjusted is None else p_adjusted
+    needed = required_n(ours.value, ours.extra.get("sd", float("nan")))
+    if claim.direction in ("better", "worse"):
+        sign = expected_sign(claim)
+        if sign is None:
+            return out("not comparable", f"{claim.metric} has no better or worse sense")
+        if p is not None and p < alpha:
+            agrees = (ours.value > 0) == (sign > 0)
+            return out("agrees" if agrees else "disagrees",
+                       f"the difference is resolved (p = {p:.2g}) and its sign is "
+                       + ("the paper's" if agrees else "opposite to the paper's"))
+        why = "after Holm's adjustment in its family" if p_adjusted is not None else "the 95 % interval holds 0"
+        return out("not resolved", f"p = {p:.2g}: {why}", needed)
+    if claim.direction == "no_change":
+        if "equivalent" not in ours.extra:
+            raise ValueError(f"claim {claim.id}: a no-change claim is decided by lib.analysis.stats.equivalence(..., "
+                             f"margin={claim.margin}), not by paired_difference. Fix: pass that estimate.")
+        if ours.extra["equivalent"]:
+            return out("agrees", f"the 90 % interval lies within +-{claim.margin:g}")
+        if ours.low > claim.margin or ours.high < -claim.margin:
+            return out("disagrees", f"the 90 % interval lies outside +-{claim.margin:g}")
+        return out("not resolved", f"the 90 % interval neither fits within nor excludes +-{claim.margin:g}", needed)
+    if claim.direction == "size":
+        if effect is None:
+            return out("not comparable", "the paper prints no values for the difference")
+        if ours.low <= effect <= ours.high:
+            return out("agrees", f"our 95 % interval holds the paper's difference {effect:g}")
+        return out("disagrees", f"our 95 % interval excludes the paper's difference {effect:g}")
+    raise ValueError(f"claim {claim.id}: unknown direction {claim.direction!r}")
+
+
+def verdicts(pairs: list[tuple[Claim, Estimate | None]], family: str = "holm") -> pd.DataFrame:
+    """Verdicts on claims tested together, Holm-adjusting the p-values of the directional ones
+    (``family="none"``: each on its own)."""
+    if family not in ("holm", "none"):
+        raise ValueError(f"family must be 'holm' or 'none', got {family!r}")
+    tested = [i for i, (c, e) in enumerate(pairs) if c.direction in ("better", "worse") and c.status != "not_reproducible"
+              and e is not None and e.p_value is not None]
+    adjusted = dict(zip(tested, holm([pairs[i][1].p_value for i in tested]))) if tested and family == "holm" else {}
+    rows = [verdict(c, e, p_adjusted=adjusted.get(i)).row() for i, (c, e) in enumerate(pairs)]
+    return pd.DataFrame(rows, columns=list(Verdict.__dataclass_fields__))
