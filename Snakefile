@@ -14,6 +14,7 @@
 # (never a whole folder), nothing is temp() or shadowed, and caches/partial checkpoints are not
 # outputs, so Snakemake never deletes them; the trainer resumes from <checkpoint>.partial.
 
+import glob
 import os
 import shlex
 import sys
@@ -135,10 +136,30 @@ wildcard_constraints:
 
 
 rule all:
-    """Every figure and table of every notebook."""
+    """Every figure and table of every notebook, and the claims scorecard."""
     input:
         NOTEBOOK_OUTPUTS,
+        f"{FIGURES}/claims_scorecard.csv",
     default_target: True
+
+
+rule claims_scorecard:
+    """Verdicts on every claim of the registry (lib/analysis/claims) from the notebooks' per-image tables."""
+    input:
+        NOTEBOOK_OUTPUTS,
+        registry=sorted(glob.glob("lib/analysis/claims/*.yaml")),
+        code=["tools/claims_scorecard.py", "lib/analysis/evidence.py", "lib/analysis/verdicts.py",
+              "lib/analysis/stats.py", "lib/analysis/claims.py"],
+    output:
+        f"{FIGURES}/claims_scorecard.csv",
+    log:
+        f"{RESULTS}/logs/claims_scorecard.log",
+    params:
+        repo=str(REPO),
+        figures=os.path.abspath(FIGURES),
+    threads: 1
+    shell:
+        "PYTHONPATH={params.repo:q} python -m tools.claims_scorecard --csv-only --figures {params.figures:q} > {log:q} 2>&1"
 
 
 rule train_am_gradcam:

@@ -25,6 +25,12 @@ by :func:`load_claims`. Each file::
         reason: null                            # not_reproducible: why, and what a user with the
                                                 # data or compute would run
         outputs: [figures/01/table3_ad_ic.csv]  # the files of ours that hold the evidence, if any
+        evidence:                               # optional: where our per-image values are, so that
+          table: figures/01/per_image.csv       # the verdict is computed (lib.analysis.evidence)
+          value: drop                           # the column of per-image values
+          method_column: method                 # the column naming the method (default "method")
+          methods: {am_gradcam: AM-Grad-CAM, gradcam: Grad-CAM}   # registry name -> label there
+          where: {fraction: 1.0, binary: false} # rows to keep (column: value)
 
 ``direction``: ``better``/``worse`` says how the *first* method compares with the others under
 the metric's own sense (:data:`METRICS`: lower Average Drop is better); ``no_change`` claims that
@@ -74,7 +80,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("density_positive", True, "class probability"),
     Metric("density_negative", False, "class probability"),
     Metric("adversarial_accuracy", True, "% of images"),
-    Metric("fading_rate", True, "%"),
+    Metric("fading_rate", False, "%"),  # SA-CAM Table 5: "the lower the fading rate, the better"
     Metric("randomisation_similarity", False, "rank correlation with the trained model's map"),
     Metric("map_area", None, "fraction of the image"),
     Metric("map_total_variation", None, "per pixel"),
@@ -106,10 +112,12 @@ class Claim:
     substitution: str | None = None
     reason: str | None = None
     outputs: tuple[str, ...] = ()
+    evidence: dict | None = field(default=None, compare=False)
 
 
 _FIELDS = {"id", "item", "statement", "metric", "methods", "model", "paper_values", "direction", "margin", "kind",
-           "status", "substitution", "reason", "outputs"}
+           "status", "substitution", "reason", "outputs", "evidence"}
+_EVIDENCE_FIELDS = {"table", "value", "methods", "method_column", "image_column", "where"}
 _REQUIRED = {"id", "item", "statement", "direction", "status"}
 
 
@@ -125,8 +133,16 @@ def _claim(entry: dict, paper: str, notebook: str, where: str) -> Claim:
               paper_values=dict(entry.get("paper_values") or {}), direction=entry["direction"],
               margin=entry.get("margin"), kind=entry.get("kind") or "continuous", status=entry["status"],
               substitution=entry.get("substitution"), reason=entry.get("reason"),
-              outputs=tuple(entry.get("outputs") or ()))
+              outputs=tuple(entry.get("outputs") or ()), evidence=entry.get("evidence"))
     problems = []
+    if c.evidence is not None:
+        ev = c.evidence
+        if not isinstance(ev, dict) or set(ev) - _EVIDENCE_FIELDS or not {"table", "value", "methods"} <= set(ev):
+            problems.append(f"evidence needs table, value and methods (and may have {sorted(_EVIDENCE_FIELDS)})")
+        elif not set(c.methods[:2]) <= set(ev["methods"]):
+            problems.append(f"evidence.methods must map the two methods compared {list(c.methods[:2])} to their labels")
+        if c.status == "not_reproducible":
+            problems.append("a 'not_reproducible' claim cannot have evidence")
     if c.direction not in DIRECTIONS:
         problems.append(f"direction {c.direction!r} is not one of {DIRECTIONS}")
     if c.status not in STATUSES:

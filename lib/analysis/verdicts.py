@@ -53,7 +53,9 @@ def paper_effect(claim: Claim) -> float | None:
     if len(claim.methods) < 2:
         return None
     first, second = (claim.paper_values.get(m) for m in claim.methods[:2])
-    return None if first is None or second is None else float(first) - float(second)
+    if not all(isinstance(v, (int, float)) for v in (first, second)):
+        return None  # absent, or a whole table's row (a "describes" claim)
+    return float(first) - float(second)
 
 
 def expected_sign(claim: Claim) -> int | None:
@@ -75,8 +77,10 @@ def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None
     effect = paper_effect(claim)
 
     def out(label: str, reason: str, needed: int | None = None) -> Verdict:
-        return Verdict(claim.id, label, None if ours is None else ours.n, "" if ours is None else ours.format(),
-                       effect, reason, needed, p_adjusted)
+        digits = 3 if ours is not None and abs(ours.value) < 1 else 2
+        shown = "" if ours is None else ours.format(digits) + ("" if ours.level == LEVEL or not ours.has_interval
+                                                         else f" ({ours.level:.0%} interval)")
+        return Verdict(claim.id, label, None if ours is None else ours.n, shown, effect, reason, needed, p_adjusted)
 
     if claim.status == "not_reproducible":
         return out("not reproducible here", claim.reason or "")
@@ -126,4 +130,5 @@ def verdicts(pairs: list[tuple[Claim, Estimate | None]], family: str = "holm") -
               and e is not None and e.p_value is not None]
     adjusted = dict(zip(tested, holm([pairs[i][1].p_value for i in tested]))) if tested and family == "holm" else {}
     rows = [verdict(c, e, p_adjusted=adjusted.get(i)).row() for i, (c, e) in enumerate(pairs)]
-    return pd.DataFrame(rows, columns=list(Verdict.__dataclass_fields__))
+    frame = pd.DataFrame(rows, columns=list(Verdict(*[None] * 6).row()))
+    return frame.astype({"n": "Int64", "needed_n": "Int64", "paper": "float64", "p_adjusted": "float64"})

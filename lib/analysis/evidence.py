@@ -1,0 +1,98 @@
+"""Our estimate of each claim, read from the per-image tables the notebooks write.
+
+A claim's ``evidence`` (see :mod:`lib.analysis.claims`) names a tidy CSV of per-image values, the
+value column, how the two methods compared are labelled there and which rows to keep.
+:func:`claim_estimate` pairs the two methods' values by image and returns
+:func:`lib.analysis.stats.paired_difference` (first minus second; ``equivalence`` with the claim's
+margin for ``no_change`` claims); :func:`evaluate` gives the verdicts of a set of claims, Holm's
+adjustment over each notebook's directional claims.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .claims import Claim, load_claims
+from .stats import Estimate, equivalence, paired_difference
+from .verdicts import verdicts
+
+__all__ = ["ROOT", "evidence_path", "paired_values", "claim_estimate", "evaluate"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _matches(column: pd.Series, value) -> pd.Series:
+    if isinstance(value, bool) or column.dtype == bool:
+        return column.astype(str).str.lower() == str(value).lower()
+    if isinstance(value, (int, float)) and pd.api.types.is_numeric_dtype(column):
+        return np.isclose(column.astype(float), float(value))
+    return column.astype(str) == str(value)
+
+
+def evidence_path(table: str, root: Path = ROOT, figures: Path | None = None) -> Path:
+    """Where an evidence table is: ``figures/...`` under ``figures`` when given (the pipeline's
+    ``figures_dir``), else under ``root``."""
+    if figures is not None and Path(table).parts[0] == "figures":
+        return Path(figures).joinpath(*Path(table).parts[1:])
+    return root / table
+
+
+def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The two compared methods' per-image values, aligned on the images both have: ``(a, b, ids)``."""
+    ev = claim.evidence
+    if ev is None:
+        raise ValueError(f"claim {claim.id} has no evidence")
+    path = evidence_path(ev["table"], root, figures)
+    if not path.exists():
+        raise FileNotFoundError(f"claim {claim.id}: {ev['table']} does not exist. Fix: run its notebook "
+                                f"({claim.notebook}) or the pipeline (make pipeline).")
+    frame = pd.read_csv(path)
+    method_column, image_column = ev.get("method_column", "method"), ev.get("image_column", "image_id")
+    for column in [method_column, image_column, ev["value"], *ev.get("where", {})]:
+        if column not in frame.columns:
+            raise ValueError(f"claim {claim.id}: {ev['table']} has no column {column!r} (it has {list(frame.columns)})")
+    for column, value in (ev.get("where") or {}).items():
+        frame = frame[_matches(frame[column], value)]
+    series = []
+    for method in claim.methods[:2]:
+        rows = frame[frame[method_column] == ev["methods"][method]]
+        if rows.empty:
+            raise ValueError(f"claim {claim.id}: no rows of {ev['methods'][method]!r} in {ev['table']} "
+                             f"after {ev.get('where') or {}}")
+        if rows[image_column].duplicated().any():
+            raise ValueError(f"claim {claim.id}: several rows per image for {ev['methods'][method]!r} in "
+                             f"{ev['table']}. Fix: narrow the evidence with 'where'.")
+        series.append(rows.set_index(image_column)[ev["value"]].astype(float))
+    a, b = series[0].align(series[1], join="inner")
+    return a.to_numpy(), b.to_numpy(), list(a.index)
+
+
+def claim_estimate(claim: Claim, root: Path = ROOT, figures: Path | None = None) -> Estimate | None:
+    """Our estimate of the claim's difference, or ``None`` when it names no evidence."""
+    if claim.evidence is None or claim.status == "not_reproducible":
+        return None
+    a, b, _ = paired_values(claim, root, figures)
+    if claim.direction == "no_change":
+        return equivalence(a, b, claim.margin, claim.kind)
+    return paired_difference(a, b, claim.kind)
+
+
+def evaluate(claims: list[Claim] | None = None, root: Path = ROOT, figures: Path | None = None) -> pd.DataFrame:
+    """Verdicts on ``claims`` (default: the whole registry), Holm-adjusted within each notebook,
+    beside each claim's registry fields."""
+    claims = load_claims() if claims is None else claims
+    frames = []
+    for notebook in sorted({c.notebook for c in claims}):
+        family = [c for c in claims if c.notebook == notebook]
+        result = verdicts([(c, claim_estimate(c, root, figures)) for c in family])
+        result.insert(0, "notebook", notebook)
+        result.insert(2, "item", [c.item for c in family])
+        result.insert(3, "metric", [c.metric or "" for c in family])
+        result.insert(4, "methods", [" vs ".join(c.methods) for c in family])
+        result.insert(5, "status", [c.status for c in family])
+        frames.append(result)
+    return pd.concat(frames, ignore_index=True)

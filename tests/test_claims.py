@@ -1,0 +1,125 @@
+"""lib.analysis.claims: the registry of every paper claim is complete, valid and honest about its status."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lib.analysis.claims import CLAIMS_DIR, METRICS, claims_frame, load_claims
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPERS = ROOT.parent / "shared" / "papers"
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("0*.ipynb"))
+
+
+def test_every_notebook_has_a_claims_file_and_every_file_loads():
+    claims = load_claims()
+    assert sorted({c.notebook for c in claims}) == NOTEBOOKS
+    assert len({c.id for c in claims}) == len(claims)
+
+
+def _items_in(text: str) -> set[str]:
+    """'Table N' and 'Fig. N' (also written 'Figure N', 'Figs. 6 and 7') as the paper names them."""
+    items = {f"Table {n}" for n in re.findall(r"\bTable\s+(\d+)", text)}
+    items |= {f"Fig. {n}" for n in re.findall(r"\b(?:Fig\.|Figure)\s*(\d+)", text)}
+    return items
+
+
+@pytest.mark.skipif(not PAPERS.is_dir(), reason="the papers' texts (../shared/papers) are not beside the clone")
+@pytest.mark.parametrize("paper", sorted({c.paper for c in load_claims()}))
+def test_no_table_or_figure_of_a_paper_is_left_out(paper):
+    text = (PAPERS / f"{paper}.txt").read_text(errors="replace")
+    covered = {i.strip() for c in load_claims(paper) for i in re.split(r"[;,]", c.item)}
+    covered |= {f"Fig. {n}" for c in load_claims(paper) for n in re.findall(r"Figs?\.\s*([\d\s,and-]+)", c.item)
+                for n in re.findall(r"\d+", n)}
+    missing = sorted(_items_in(text) - covered, key=lambda s: (s.split()[0], int(s.split()[1])))
+    assert not missing, f"{paper}: in the paper but not in the registry: {missing}"
+
+
+def test_every_output_named_by_a_claim_exists():
+    missing = [(c.id, o) for c in load_claims() for o in c.outputs if not (ROOT / o).exists()]
+    assert not missing
+
+
+def test_paper_values_name_the_methods_compared():
+    for c in load_claims():
+        extra = set(c.paper_values) - set(c.methods)
+        assert not extra or c.direction in ("describes", "size"), (c.id, extra)
+        for v in c.paper_values.values():  # a number, or (whole tables of "describes" claims) numbers by column
+            numbers = v.values() if isinstance(v, dict) and c.direction == "describes" else [v]
+            assert all(isinstance(x, (int, float)) or x is None for x in numbers), c.id
+
+
+def test_binary_claims_use_binary_metrics():
+    for c in load_claims():
+        if c.metric is not None:
+            assert (c.kind == "binary") == (METRICS[c.metric].kind == "binary"), c.id
+
+
+def test_the_frame_has_one_row_per_claim():
+    frame = claims_frame()
+    assert len(frame) == len(load_claims()) and frame["id"].is_unique
+
+
+def _write(tmp_path, claim: dict) -> Path:
+    doc = {"paper": "p", "notebook": "00_x", "citation": "c", "claims": [claim]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    return tmp_path
+
+
+@pytest.mark.parametrize("claim, message", [
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "bigger", "status": "reproduced"}, "direction"),
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "describes", "status": "done"}, "status"),
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "better", "status": "reproduced"},
+     "needs a metric"),
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "no_change", "status": "reproduced",
+      "metric": "average_drop", "methods": ["x", "y"]}, "positive margin"),
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "describes", "status": "substituted"},
+     "what stands in"),
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "describes", "status": "not_reproducible"},
+     "why"),
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "describes", "status": "reproduced",
+      "metric": "beauty"}, "METRICS"),
+    ({"id": "a", "item": "Table 1", "statement": "s", "direction": "describes", "status": "reproduced",
+      "colour": "red"}, "unknown fields"),
+])
+def test_invalid_claims_are_refused_with_the_reason(tmp_path, claim, message):
+    with pytest.raises(ValueError, match=message):
+        load_claims(folder=_write(tmp_path, claim))
+
+
+def test_the_registry_folder_ships_with_the_package():
+    assert CLAIMS_DIR.is_dir() and len(list(CLAIMS_DIR.glob("*.yaml"))) == len(NOTEBOOKS)
+
+
+def test_the_scorecard_and_the_readme_are_generated_from_the_data():
+    import importlib
+
+    scorecard = importlib.import_module("tools.claims_scorecard")
+    assert scorecard.main(["--check"]) == 0, "Fix: python -m tools.claims_scorecard"
+
+
+def test_claims_with_evidence_get_computed_verdicts_and_the_rest_say_why_not():
+    from lib.analysis.evidence import evaluate
+
+    card = evaluate().set_index("claim")
+    for c in load_claims():
+        row = card.loc[c.id]
+        if c.status == "not_reproducible":
+            assert row["verdict"] == "not reproducible here" and row["reason"]
+        elif c.evidence is not None and c.direction != "describes":
+            assert row["verdict"] in ("agrees", "disagrees", "not resolved", "too few"), c.id
+            assert row["n"] > 0 and row["ours"]
+        elif c.evidence is None:
+            assert row["verdict"] in ("not computed", "not comparable"), c.id
+
+
+def test_evidence_errors_name_the_table_and_the_fix(tmp_path):
+    from lib.analysis.evidence import paired_values
+
+    claim = next(c for c in load_claims() if c.evidence is not None)
+    with pytest.raises(FileNotFoundError, match=f"Fix: run its notebook \\({claim.notebook}\\)"):
+        paired_values(claim, root=tmp_path)
