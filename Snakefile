@@ -158,6 +158,8 @@ rule claims_scorecard:
         repo=str(REPO),
         figures=os.path.abspath(FIGURES),
     threads: 1
+    conda:
+        CONDA_ENV
     shell:
         "PYTHONPATH={params.repo:q} python -m tools.claims_scorecard --csv-only --figures {params.figures:q} > {log:q} 2>&1"
 

@@ -70,7 +70,7 @@ NB05_OUTPUTS = [
 ]
 LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
 EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1, "notebook_04": 1,
-                 "notebook_05": 1, "all": 1}
+                 "notebook_05": 1, "claims_scorecard": 1, "all": 1}
 
 
 def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
