@@ -75,7 +75,7 @@ CONDA_ENV = "config/envs/compendium.yml"
 
 NB01 = config["notebook01"]
 NB01_FIGURES = f"{FIGURES}/01"
-NB01_TABLES = ["table3_ad_ic.csv", "table4_percentage_in.csv"]
+NB01_TABLES = ["table3_ad_ic.csv", "table4_percentage_in.csv", "per_image_ad_ic.csv"]
 NB01_FIGS = ["fig7_thresholded.png", "maps_overview.png"]
 
 NB02 = config["notebook02"]
