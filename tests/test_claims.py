@@ -123,3 +123,18 @@ def test_evidence_errors_name_the_table_and_the_fix(tmp_path):
     claim = next(c for c in load_claims() if c.evidence is not None)
     with pytest.raises(FileNotFoundError, match=f"Fix: run its notebook \\({claim.notebook}\\)"):
         paired_values(claim, root=tmp_path)
+
+
+def test_unit_pattern_counts_independent_units_not_rows(tmp_path):
+    from lib.analysis.claims import Claim
+    from lib.analysis.evidence import paired_values
+
+    (tmp_path / "t.csv").write_text("variant,item,energy\n" + "".join(
+        f"{v},pair{u}:{k},{10 * u + k + (5 if v == 'A' else 0)}\n" for v in "AB" for u in range(12) for k in (0, 1)))
+    claim = Claim(id="x", paper="p", notebook="00_x", item="Fig. 1", statement="s", metric="energy_per_class",
+                  methods=("a", "b"), model=None, direction="better", status="reproduced",
+                  evidence={"table": "t.csv", "value": "energy", "method_column": "variant", "image_column": "item",
+                            "methods": {"a": "A", "b": "B"}, "unit_pattern": "^([^:]+):"})
+    a, b, units = paired_values(claim, root=tmp_path)
+    assert len(units) == 12 and sorted(units)[0] == "pair0"
+    assert (a - b == 5).all() and a[units.index("pair3")] == 35.5

@@ -31,6 +31,7 @@ by :func:`load_claims`. Each file::
           method_column: method                 # the column naming the method (default "method")
           methods: {am_gradcam: AM-Grad-CAM, gradcam: Grad-CAM}   # registry name -> label there
           where: {fraction: 1.0, binary: false} # rows to keep (column: value)
+          unit_pattern: "^(.*):"                # optional: average rows of one independent unit
 
 ``direction``: ``better``/``worse`` says how the *first* method compares with the others under
 the metric's own sense (:data:`METRICS`: lower Average Drop is better); ``no_change`` claims that
@@ -117,7 +118,7 @@ class Claim:
 
 _FIELDS = {"id", "item", "statement", "metric", "methods", "model", "paper_values", "direction", "margin", "kind",
            "status", "substitution", "reason", "outputs", "evidence"}
-_EVIDENCE_FIELDS = {"table", "value", "methods", "method_column", "image_column", "where"}
+_EVIDENCE_FIELDS = {"table", "value", "methods", "method_column", "image_column", "where", "unit_pattern"}
 _REQUIRED = {"id", "item", "statement", "direction", "status"}
 
 

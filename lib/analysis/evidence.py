@@ -1,7 +1,10 @@
 """Our estimate of each claim, read from the per-image tables the notebooks write.
 
 A claim's ``evidence`` (see :mod:`lib.analysis.claims`) names a tidy CSV of per-image values, the
-value column, how the two methods compared are labelled there and which rows to keep.
+value column, how the two methods compared are labelled there and which rows to keep; where
+several rows belong to one independent unit (the two classes of one two-photo composite), a
+``unit_pattern`` (a regular expression with one group, applied to the image column) averages them
+per unit, so that n counts independent units.
 :func:`claim_estimate` pairs the two methods' values by image and returns
 :func:`lib.analysis.stats.paired_difference` (first minus second; ``equivalence`` with the claim's
 margin for ``no_change`` claims); :func:`evaluate` gives the verdicts of a set of claims, Holm's
@@ -68,6 +71,12 @@ def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None
                              f"{ev['table']}. Fix: narrow the evidence with 'where'.")
         series.append(rows.set_index(image_column)[ev["value"]].astype(float))
     a, b = series[0].align(series[1], join="inner")
+    if ev.get("unit_pattern"):  # several rows of one independent unit (e.g. the two classes of a composite)
+        units = a.index.to_series().str.extract(ev["unit_pattern"], expand=False)
+        if units.isna().any():
+            raise ValueError(f"claim {claim.id}: unit_pattern {ev['unit_pattern']!r} matches no unit in "
+                             f"{list(a.index[units.isna()][:3])}")
+        a, b = a.groupby(units.to_numpy()).mean(), b.groupby(units.to_numpy()).mean()
     return a.to_numpy(), b.to_numpy(), list(a.index)
 
 
