@@ -31,10 +31,6 @@ START, END = "<!-- claims:start -->", "<!-- claims:end -->"
 DECIDED = ("agrees", "disagrees", "not resolved")
 
 
-def scorecard(root: Path = ROOT, figures: Path | None = None) -> pd.DataFrame:
-    return evaluate(root=root, figures=figures)
-
-
 def _markdown(frame: pd.DataFrame) -> list[str]:
     def cell(v) -> str:
         if pd.isna(v):
@@ -82,7 +78,7 @@ def main(argv=None) -> int:
     parser.add_argument("--csv-only", action="store_true", help="write the CSV, leave README.md alone")
     parser.add_argument("--figures", type=Path, default=None, help="the figures folder (default: figures/)")
     args = parser.parse_args(argv)
-    card = scorecard(figures=args.figures)
+    card = evaluate(figures=args.figures)
     csv_text = card.to_csv(index=False, float_format="%.4g")
     if args.csv_only:
         out = (args.figures or ROOT / "figures") / CSV.name

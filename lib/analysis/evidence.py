@@ -13,6 +13,7 @@ adjustment over each notebook's directional claims.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,12 @@ def _matches(column: pd.Series, value) -> pd.Series:
     return column.astype(str) == str(value)
 
 
+@lru_cache(maxsize=32)
+def _read_table(path: str, mtime_ns: int) -> pd.DataFrame:
+    """A per-image table, read once per version of the file (many claims share one)."""
+    return pd.read_csv(path)
+
+
 def evidence_path(table: str, root: Path = ROOT, figures: Path | None = None) -> Path:
     """Where an evidence table is: ``figures/...`` under ``figures`` when given (the pipeline's
     ``figures_dir``), else under ``root``."""
@@ -53,7 +60,7 @@ def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None
     if not path.exists():
         raise FileNotFoundError(f"claim {claim.id}: {ev['table']} does not exist. Fix: run its notebook "
                                 f"({claim.notebook}) or the pipeline (make pipeline).")
-    frame = pd.read_csv(path)
+    frame = _read_table(str(path), path.stat().st_mtime_ns)
     method_column, image_column = ev.get("method_column", "method"), ev.get("image_column", "image_id")
     for column in [method_column, image_column, ev["value"], *ev.get("where", {})]:
         if column not in frame.columns:

@@ -44,8 +44,10 @@ class Verdict:
     p_adjusted: float | None = None
 
     def row(self) -> dict:
-        return {"claim": self.claim, "n": self.n, "ours": self.ours, "paper": self.paper, "verdict": self.verdict,
-                "needed_n": self.needed_n, "p_adjusted": self.p_adjusted, "reason": self.reason}
+        return {column: getattr(self, column) for column in COLUMNS}
+
+
+COLUMNS = ["claim", "n", "ours", "paper", "verdict", "needed_n", "p_adjusted", "reason"]
 
 
 def paper_effect(claim: Claim) -> float | None:
@@ -91,7 +93,10 @@ def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None
     if not ours.has_interval:
         return out("too few", ours.note)
     p = ours.p_value if p_adjusted is None else p_adjusted
-    needed = required_n(ours.value, ours.extra.get("sd", float("nan")))
+
+    def needed() -> int | None:  # only where the verdict is "not resolved"
+        return required_n(ours.value, ours.extra.get("sd", float("nan")))
+
     if claim.direction in ("better", "worse"):
         sign = expected_sign(claim)
         if sign is None:
@@ -102,7 +107,7 @@ def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None
                        f"the difference is resolved (p = {p:.2g}) and its sign is "
                        + ("the paper's" if agrees else "opposite to the paper's"))
         why = "after Holm's adjustment in its family" if p_adjusted is not None else "the 95 % interval holds 0"
-        return out("not resolved", f"p = {p:.2g}: {why}", needed)
+        return out("not resolved", f"p = {p:.2g}: {why}", needed())
     if claim.direction == "no_change":
         if "equivalent" not in ours.extra:
             raise ValueError(f"claim {claim.id}: a no-change claim is decided by lib.analysis.stats.equivalence(..., "
@@ -111,7 +116,7 @@ def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None
             return out("agrees", f"the 90 % interval lies within +-{claim.margin:g}")
         if ours.low > claim.margin or ours.high < -claim.margin:
             return out("disagrees", f"the 90 % interval lies outside +-{claim.margin:g}")
-        return out("not resolved", f"the 90 % interval neither fits within nor excludes +-{claim.margin:g}", needed)
+        return out("not resolved", f"the 90 % interval neither fits within nor excludes +-{claim.margin:g}", needed())
     if claim.direction == "size":
         if effect is None:
             return out("not comparable", "the paper prints no values for the difference")
@@ -130,5 +135,5 @@ def verdicts(pairs: list[tuple[Claim, Estimate | None]], family: str = "holm") -
               and e is not None and e.p_value is not None]
     adjusted = dict(zip(tested, holm([pairs[i][1].p_value for i in tested]))) if tested and family == "holm" else {}
     rows = [verdict(c, e, p_adjusted=adjusted.get(i)).row() for i, (c, e) in enumerate(pairs)]
-    frame = pd.DataFrame(rows, columns=list(Verdict(*[None] * 6).row()))
+    frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.astype({"n": "Int64", "needed_n": "Int64", "paper": "float64", "p_adjusted": "float64"})
