@@ -31,6 +31,7 @@ os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.env
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake runs outside .venv
 from lib.config import data_dir  # noqa: E402
+from lib.outputs import declared  # noqa: E402
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 DEVICE = str(config["device"])
@@ -75,39 +76,32 @@ CONDA_ENV = "config/envs/compendium.yml"
 
 NB01 = config["notebook01"]
 NB01_FIGURES = f"{FIGURES}/01"
-NB01_TABLES = ["table3_ad_ic.csv", "table4_percentage_in.csv", "per_image_ad_ic.csv"]
-NB01_FIGS = ["fig7_thresholded.png", "maps_overview.png"]
+NB01_TABLES = declared("01", "tables")  # config/outputs.yaml
+NB01_FIGS = declared("01", "figures")
 
 NB02 = config["notebook02"]
 NB02_FIGURES = f"{FIGURES}/02"
-NB02_TABLES = ["table1_ad_ic.csv", "paired_differences.csv", "fig4_class_specific_scores.csv", "errors.csv"]
-NB02_FIGS = ["fig3_maps.png", "fig4_class_specific.png"]
+NB02_TABLES = declared("02", "tables")  # config/outputs.yaml
+NB02_FIGS = declared("02", "figures")
 LCAM_VARIANTS = [f"{variant}_{loss}" for variant in ("fm", "img") for loss in ("full", "ce")]
 
 
 NB03 = config["notebook03"]
 NB03_FIGURES = f"{FIGURES}/03"
-NB03_TABLES = ["table1_insertion.csv", "table2_deletion.csv", "table3_overall.csv", "paired_differences.csv",
-               "table4_adversarial_accuracy.csv", "table5_fading_rate.csv", "selection_grid.csv",
-               "fig6_7_multi_target.csv", "fig8_sanity.csv", "forward_passes.csv"]
-NB03_FIGS = ["selection_sensitivity.png", "fig4_seven_methods.png", "fig5_backbones.png", "fig6_7_multi_target.png",
-             "fig8_cascade_maps.png", "fig8_cascade_similarity.png", "fig9_curves.png"]
+NB03_TABLES = declared("03", "tables")  # config/outputs.yaml
+NB03_FIGS = declared("03", "figures")
 
 
 NB04 = config["notebook04"]
 NB04_FIGURES = f"{FIGURES}/04"
-NB04_TABLES = ["table1_deletion_insertion.csv", "table2_pointing_game.csv", "table3_energy_pointing_game.csv",
-               "table5_density.csv", "ablation.csv", "fig2_upscaling.csv", "deletion_insertion_per_image.csv",
-               "localisation_per_image.csv", "cost.csv"]
-NB04_FIGS = ["fig2_upscaling.png", "fig4_qualitative.png", "composites_maps.png"]
+NB04_TABLES = declared("04", "tables")  # config/outputs.yaml
+NB04_FIGS = declared("04", "figures")
 
 
 NB05 = config["notebook05"]
 NB05_FIGURES = f"{FIGURES}/05"
-NB05_TABLES = ["fig1_fig6_table.csv", "fig3_norm_table.csv", "fig5_activation_table.csv", "choice_of_k.csv",
-               "composites_energy_per_class.csv", "composites_energy_per_item.csv"]
-NB05_FIGS = ["fig1_fig6_fmgcam_vs_gradcam.png", "fig3_l2_norm.png", "fig5_activations.png", "choice_of_k.png",
-             "composites_fmgcam.png"]
+NB05_TABLES = declared("05", "tables")  # config/outputs.yaml
+NB05_FIGS = declared("05", "figures")
 
 
 def lcam_checkpoints(model):
