@@ -35,6 +35,9 @@ from lib.outputs import declared  # noqa: E402
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
 DEVICE = str(config["device"])
+# One map store for every notebook (lib.analysis.map_store): a map of the same model, method, settings,
+# layer, image and target is computed once, whichever notebook asks first.
+MAP_STORE = f"{RESULTS}/cache/maps"
 
 
 def data_root():
@@ -308,7 +311,7 @@ rule notebook_02:
                 # used by the notebook only when it trains itself (no checkpoint_dir): kept equal to the rule's
                 "train_epochs": NB02["train_epochs"],
                 "train_images": NB02["train_images"],
-                "cache_dir": os.path.abspath(f"{RESULTS}/cache/02"),
+                "cache_dir": os.path.abspath(MAP_STORE),
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),
@@ -364,7 +367,7 @@ rule notebook_03:
                 "seed": NB03["seed"],
                 "device": DEVICE,
                 "batch_size": NB03["batch_size"],
-                "cache_dir": os.path.abspath(f"{RESULTS}/cache/03"),
+                "cache_dir": os.path.abspath(MAP_STORE),
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),
@@ -417,7 +420,7 @@ rule notebook_04:
                 "device": DEVICE,
                 "batch_size": NB04["batch_size"],
                 "crop_batch": NB04["crop_batch"],
-                "cache_dir": os.path.abspath(f"{RESULTS}/cache/04"),
+                "cache_dir": os.path.abspath(MAP_STORE),
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),

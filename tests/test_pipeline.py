@@ -180,7 +180,7 @@ def test_default_profile_runs_notebook_03_with_its_grid_on_the_training_sample()
     assert params["train_dir"] == "imagenet-train-1000" and params["val_dir"] == "imagenet-val-1300"
     assert 5 * int(params["n_per_group_gpu"]) <= 1300  # five disjoint groups of the sample
     assert len(params["core_fractions"].split(",")) == 3  # Cases 1-3
-    assert Path(params["cache_dir"]) == REPO / "results/cache/03"
+    assert Path(params["cache_dir"]) == REPO / "results/cache/maps"
     assert params["target_layer_cpu"] == "last-block" and params["target_layer_gpu"] == "default"
     assert Path(params["output_dir"]) == REPO / "figures" / "03"
 
@@ -194,7 +194,7 @@ def test_default_profile_runs_notebook_04_on_both_lite_models():
     assert int(params["n_causal_cpu"]) <= int(params["n_pointing_cpu"])  # the causal images are the first drawn
     assert int(params["n_causal_gpu"]) <= int(params["n_pointing_gpu"]) <= 1300
     assert params["scales"].split(",")[0] == "224" and params["scales"].split(",")[-1] == "924"  # Fig. 2's range
-    assert Path(params["cache_dir"]) == REPO / "results/cache/04"
+    assert Path(params["cache_dir"]) == REPO / "results/cache/maps"
     assert Path(params["output_dir"]) == REPO / "figures" / "04"
 
 

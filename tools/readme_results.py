@@ -4,8 +4,8 @@
     python tools/readme_results.py --check    # exit 1 when README.md differs from the CSVs
 
 Each section lists the tables of one notebook (:data:`SECTIONS`), rendered as markdown from
-``figures/NN/*.csv`` exactly as the pipeline wrote them (intervals are the notebooks' 95%
-bootstrap intervals; ``n`` columns are the images behind each number).
+``figures/NN/*.csv`` as the pipeline wrote them (:func:`csv_table`: estimates with their 95 %
+intervals from :mod:`lib.analysis.tables`; ``n`` columns are the images behind each number).
 ``tests/test_benchmark_report.py`` checks that README.md equals this rendering.
 """
 
@@ -49,16 +49,50 @@ def markers(notebook: str) -> tuple[str, str]:
     return f"<!-- results:{notebook}:start -->", f"<!-- results:{notebook}:end -->"
 
 
+def _number(value: str) -> str:
+    """A numeric cell at 4 significant digits; anything else as written."""
+    try:
+        x = float(value)
+    except ValueError:
+        return value
+    if value.strip().lstrip("-").isdigit():
+        return value
+    return f"{x:.4g}"
+
+
 def csv_table(path: Path) -> list[str]:
-    """A CSV file as a markdown table (cells as written; ``|`` escaped)."""
+    """A CSV file as a markdown table. Tables of numbers (``lib.analysis.tables``: an estimate column
+    ``mean`` or ``difference`` with ``low`` and ``high``) show ``"m [low, high]"`` in one column, or
+    ``"m (note)"`` where there is no interval; other numbers at 4 significant digits; ``|`` escaped."""
     with path.open(newline="") as f:
         rows = list(csv.reader(f))
     if not rows:
         raise ValueError(f"{path} is empty")
+    header, body = rows[0], [row + [""] * (len(rows[0]) - len(row)) for row in rows[1:]]
+    value = next((c for c in ("mean", "difference") if c in header), None)
+    if value and {"low", "high"} <= set(header):
+        at = {c: header.index(c) for c in (value, "low", "high", "note") if c in header}
+        drop = {at["low"], at["high"], at.get("note", -1), *(header.index(c) for c in ("p_value",) if c in header)}
+
+        def estimate(row: list[str]) -> str:
+            m, low, high = (row[at[c]] for c in (value, "low", "high"))
+            note = row[at["note"]] if "note" in at else ""
+            if not m:
+                return ""
+            digits = 2 if abs(float(m)) >= 1 else 3  # one rule for the mean and its bounds
+            shown = f"{float(m):.{digits}f}"
+            if low and high:
+                return f"{shown} [{float(low):.{digits}f}, {float(high):.{digits}f}]"
+            return f"{shown} ({note})" if note else shown
+
+        header = [f"{h} [95% CI]" if i == at[value] else h for i, h in enumerate(header) if i not in drop]
+        body = [[estimate(row) if i == at[value] else _number(c) for i, c in enumerate(row) if i not in drop]
+                for row in body]
+    else:
+        body = [[_number(c) for c in row] for row in body]
     cell = lambda text: text.replace("|", "\\|") or " "  # noqa: E731
-    width = len(rows[0])
-    lines = ["| " + " | ".join(cell(c) for c in rows[0]) + " |", "|" + "---|" * width]
-    lines += ["| " + " | ".join(cell(c) for c in row + [""] * (width - len(row))) + " |" for row in rows[1:]]
+    lines = ["| " + " | ".join(cell(c) for c in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in body]
     return lines
 
 

@@ -48,6 +48,7 @@ from .gradient import CAM
 from ..inference import fast_backend, fast_logits
 from ..precision import check_precision
 from .hooks import capture_layer
+from ..metrics.masking import CONVENTIONS  # one definition for the metrics and the perturbation CAMs
 
 __all__ = [
     "PerturbationCAM",
@@ -61,7 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONVENTIONS = ("image", "normalized")
 PROGRESS_MIN_PASSES = 512
 """``progress=None`` shows a bar when one call runs at least this many perturbed forward passes."""
 
