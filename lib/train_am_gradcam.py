@@ -1,20 +1,36 @@
 """Train AM-Grad-CAM's channel-spatial attention on a frozen classifier (paper 01).
 
 The paper does not say how the attention's MLP and 7x7 conv are obtained.  We train them, as
-L-CAM trains its attention, with a faithfulness objective on the *frozen* classifier:
+L-CAM trains its attention, with a faithfulness objective on the *frozen* classifier.  Exactly:
 
-    L = 1.5 * CE(f(x * M), c) + 2 * mean((M + 0.0005) ** 0.3) + 0.01 * TV(M)
+* **Trained**: only the attention (:class:`lib.cams.attention.ChannelSpatialAttention`, MLP with
+  reduction 16 and the 7x7 conv).  The MLP's last layer and the conv start at zero, so before
+  training the module is Grad-CAM.  The classifier's weights and BatchNorm statistics never change.
+* **Objective** per batch, with ``c`` the predicted class (the "model-truth" label, as in L-CAM),
+  ``M`` the min-max normalised *low-resolution* AM-Grad-CAM map of ``c`` (``[N, h, w]``), ``up(M)``
+  its bilinear upsampling to the image and ``x`` the [0, 1] image (muted pixels are black,
+  PROTOCOLS.md's default convention)::
 
-where ``M`` is the min-max normalised AM-Grad-CAM map of the predicted class ``c`` (the
-"model-truth" label, as in L-CAM), upsampled bilinearly to the image, ``x`` the [0, 1] image
-(muted pixels are black, PROTOCOLS.md's default convention) and TV the mean squared difference
-between neighbouring cells of the low-resolution map.  The constants are L-CAM's (Eq. 6-8 of
-that paper): the CE term keeps the masked image classified as ``c``, the area term keeps the
-map small, TV keeps it smooth.  The classifier's weights and BatchNorm statistics never change.
+      L = 1.5 * CE(f(x * up(M)), c) + 2 * mean((M + 0.0005) ** 0.3) + 0.01 * TV(M)
+      TV(M) = mean((M[i+1, j] - M[i, j]) ** 2) + mean((M[i, j+1] - M[i, j]) ** 2)
 
-Because the classifier is frozen and the attention sits after the target layer, the Grad-CAM
-features of each training image are computed once and reused every epoch; there is therefore
-no data augmentation (a random crop would change the features).
+  i.e. the mean squared difference of vertically neighbouring cells plus that of horizontally
+  neighbouring cells of the low-resolution map; CE is averaged over the batch, the area term over
+  all cells.  The constants 1.5 / 2 / 0.01 (and 0.0005, 0.3) are L-CAM's (Eq. 6-8 of that paper):
+  the CE term keeps the masked image classified as ``c``, the area term keeps the map small, TV
+  keeps it smooth.
+* **Optimiser**: Adam, learning rate 1e-3 (``TrainConfig.lr``, ``--lr``), PyTorch's other defaults;
+  ``epochs`` passes over the training images in batches of ``batch_size``, in a random order drawn
+  every epoch from one generator seeded with ``seed`` (which also seeds the MLP's first layer).
+* **Inputs**: because the classifier is frozen and the attention sits after the target layer, the
+  Grad-CAM activations and gradients of each training image are computed once (stored as float16,
+  the image as 8-bit) and reused every epoch; there is therefore no data augmentation (a random
+  crop would change the features).
+
+**This objective is close to the Average Drop metric itself** (paper 01's Eq. 8 on the soft map):
+its CE term asks the image multiplied by the map to keep the class, which is what AD of that map
+measures.  An AD gain of the trained attention over Grad-CAM is therefore partly by construction;
+issue 20 will add a training objective that is not aligned with the metric.
 
 Checkpoints are written atomically (``PATH.partial`` after every epoch, ``PATH`` at the end)
 and an interrupted run resumes from ``PATH.partial`` when the configuration matches.
