@@ -88,12 +88,14 @@ def xgradcam_map(activations: torch.Tensor, gradients: torch.Tensor, relu: bool 
     return weighted_sum(activations, (gradients * activations / (sum_a + XGRAD_EPS)).sum((-2, -1)), relu)
 
 
-def finalize_maps(maps: torch.Tensor, image_size: tuple[int, int] | None, topk: bool) -> torch.Tensor:
-    """``[K, N, h, w]`` raw maps -> ``[N, H, W]`` (or ``[N, K, H, W]`` when ``topk``: several targets per image) in [0, 1]."""
+def finalize_maps(maps: torch.Tensor, image_size: tuple[int, int] | None, several_targets: bool) -> torch.Tensor:
+    """``[K, N, h, w]`` raw maps (K targets per image) -> maps in [0, 1]: ``[N, H, W]`` for one target
+    per image, ``[N, K, H, W]`` when ``several_targets``; min-max normalised per map and upsampled to
+    ``image_size`` (``None``: raw, at the layer's resolution)."""
     maps = maps.transpose(0, 1)  # [N, K, h, w]
     if image_size is not None:
         maps = upsample(minmax_normalize(maps), image_size)
-    return maps if topk else maps[:, 0]
+    return maps if several_targets else maps[:, 0]
 
 
 class CAM:
