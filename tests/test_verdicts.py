@@ -87,3 +87,28 @@ def test_holm_adjustment_can_take_a_verdict_away():
     assert family.loc["b", "verdict"] == family.loc["c", "verdict"] == "not resolved"
     assert family.loc["b", "p_adjusted"] == pytest.approx(2 * weak.p_value)
     assert family.loc["a", "verdict"] == "agrees"
+
+
+def test_not_worse_is_one_sided_with_its_margin():
+    a = BASE + RNG.normal(0, 1, 40)
+    c = claim("not_worse", "insertion_auc", margin=1.0)  # higher insertion is better
+    assert verdict(c, equivalence(a + 20, BASE, 1.0)).verdict == "agrees"  # a large gain is not a loss
+    assert verdict(c, equivalence(a, BASE, 1.0)).verdict == "agrees"
+    assert verdict(c, equivalence(a - 10, BASE, 1.0)).verdict == "disagrees"
+    assert verdict(c, equivalence(a - 1.0, BASE, 1.0)).verdict == "not resolved"
+    ad = claim("not_worse", "average_drop", margin=1.0)  # lower AD is better: a rise is the loss
+    assert verdict(ad, equivalence(a - 20, BASE, 1.0)).verdict == "agrees"
+    assert verdict(ad, equivalence(a + 10, BASE, 1.0)).verdict == "disagrees"
+
+
+def test_claims_reading_the_same_evidence_count_once_in_holms_family():
+    z = np.random.default_rng(1).normal(size=30)
+    z = (z - z.mean()) / z.std(ddof=1)
+    weak = paired_difference(BASE[:30] - (2.2 / 30**0.5 + z), BASE[:30])
+    same = {"table": "figures/00/t.csv", "value": "drop", "methods": {"new": "N", "old": "O"}}
+    pairs = [(claim(id="resnet", evidence=same), weak), (claim(id="inception", evidence=same), weak)]
+    family = verdicts(pairs).set_index("claim")
+    assert family["p_adjusted"].tolist() == pytest.approx([weak.p_value] * 2)  # one hypothesis, not two
+    other = {**same, "where": {"fraction": 0.5}}
+    pairs[1] = (claim(id="inception", evidence=other), weak)
+    assert verdicts(pairs)["p_adjusted"].tolist() == pytest.approx([2 * weak.p_value] * 2)

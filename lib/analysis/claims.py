@@ -16,8 +16,8 @@ by :func:`load_claims`. Each file::
         methods: [am_gradcam, gradcam]          # compared, first against the others (registry names)
         model: VGG-16                           # the paper's backbone for this claim
         paper_values: {am_gradcam: 32.1, gradcam: 46.6}   # as printed (units of the metric), or {}
-        direction: better                       # better | worse | no_change | size | describes
-        margin: null                            # no_change: the equivalence margin (metric units)
+        direction: better                       # better | worse | no_change | not_worse | size | describes
+        margin: null                            # no_change / not_worse: the margin (metric units)
         kind: continuous                        # continuous | binary (per-image 0/1 outcomes)
         status: substituted                     # reproduced | substituted | not_reproducible
         substitution: >-                        # substituted: what stands in here and why
@@ -35,7 +35,8 @@ by :func:`load_claims`. Each file::
 
 ``direction``: ``better``/``worse`` says how the *first* method compares with the others under
 the metric's own sense (:data:`METRICS`: lower Average Drop is better); ``no_change`` claims that
-they do not differ by more than ``margin``; ``size`` claims a particular difference (the paper's
+they do not differ by more than ``margin``; ``not_worse`` claims that the first is not worse than the
+second by more than ``margin`` ("maintained or increased": a one-sided non-inferiority claim); ``size`` claims a particular difference (the paper's
 values give it); ``describes`` is a qualitative statement (a figure's maps look a certain way)
 that no number can decide here.
 """
@@ -53,7 +54,7 @@ __all__ = ["Metric", "METRICS", "Claim", "DIRECTIONS", "STATUSES", "KINDS", "CLA
            "claims_frame"]
 
 CLAIMS_DIR = Path(__file__).resolve().parent / "claims"
-DIRECTIONS = ("better", "worse", "no_change", "size", "describes")
+DIRECTIONS = ("better", "worse", "no_change", "not_worse", "size", "describes")
 STATUSES = ("reproduced", "substituted", "not_reproducible")
 KINDS = ("continuous", "binary")
 
@@ -152,10 +153,10 @@ def _claim(entry: dict, paper: str, notebook: str, where: str) -> Claim:
         problems.append(f"kind {c.kind!r} is not one of {KINDS}")
     if c.metric is not None and c.metric not in METRICS:
         problems.append(f"metric {c.metric!r} is not a key of lib.analysis.claims.METRICS")
-    if c.direction in ("better", "worse", "no_change", "size") and (c.metric is None or len(c.methods) < 1):
+    if c.direction in ("better", "worse", "no_change", "not_worse", "size") and (c.metric is None or len(c.methods) < 1):
         problems.append(f"a {c.direction!r} claim needs a metric and the methods it compares")
-    if c.direction == "no_change" and not (isinstance(c.margin, (int, float)) and c.margin > 0):
-        problems.append("a 'no_change' claim needs a positive margin (metric units)")
+    if c.direction in ("no_change", "not_worse") and not (isinstance(c.margin, (int, float)) and c.margin > 0):
+        problems.append(f"a {c.direction!r} claim needs a positive margin (metric units)")
     if c.status == "substituted" and not c.substitution:
         problems.append("a 'substituted' claim must say what stands in and why (substitution)")
     if c.status == "not_reproducible" and not c.reason:

@@ -7,7 +7,7 @@ several rows belong to one independent unit (the two classes of one two-photo co
 per unit, so that n counts independent units.
 :func:`claim_estimate` pairs the two methods' values by image and returns
 :func:`lib.analysis.stats.paired_difference` (first minus second; ``equivalence`` with the claim's
-margin for ``no_change`` claims); :func:`evaluate` gives the verdicts of a set of claims, Holm's
+margin for ``no_change`` and ``not_worse`` claims); :func:`evaluate` gives the verdicts of a set of claims, Holm's
 adjustment over each notebook's directional claims.
 """
 
@@ -92,7 +92,7 @@ def claim_estimate(claim: Claim, root: Path = ROOT, figures: Path | None = None)
     if claim.evidence is None or claim.status == "not_reproducible":
         return None
     a, b, _ = paired_values(claim, root, figures)
-    if claim.direction == "no_change":
+    if claim.direction in ("no_change", "not_worse"):
         return equivalence(a, b, claim.margin, claim.kind)
     return paired_difference(a, b, claim.kind)
 

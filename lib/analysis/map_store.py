@@ -15,6 +15,7 @@ an interrupted run recomputes only the maps it had not stored.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any, Callable
@@ -26,7 +27,7 @@ from lib.cache import DiskCache, cache_key
 
 __all__ = ["EXECUTION_SETTINGS", "describe", "weights_digest", "MapStore"]
 
-EXECUTION_SETTINGS = frozenset({"model", "batch_size", "progress", "device"})
+EXECUTION_SETTINGS = frozenset({"model", "batch_size", "crop_batch", "progress", "device"})
 """Attributes of a CAM object that change how a map is computed, not the map."""
 
 
@@ -50,13 +51,19 @@ def _setting(value: Any) -> Any:
         return {str(k): _setting(v) for k, v in sorted(value.items())}
     if isinstance(value, torch.Tensor):
         return hashlib.sha256(value.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # settings objects (UCAG's)
+        return {f.name: _setting(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name not in EXECUTION_SETTINGS}
+    if hasattr(value, "model") and callable(value):  # a wrapped method (UCAG around Grad-CAM)
+        return describe(value)
     return type(value).__name__
 
 
 def describe(cam: Any) -> str:
     """``"ScoreCAM(baseline='zero', convention='image01', layer='net.conv_head', precision='fp32')"``:
     the class and every public setting that can change the map (not :data:`EXECUTION_SETTINGS`);
-    the default layer (``target_layer=None``) is resolved to the model's layer name."""
+    the default layer (``target_layer=None``) is resolved to the model's layer name; settings
+    dataclasses and wrapped CAM objects are described field by field, recursively."""
     settings = {}
     for name, value in sorted(vars(cam).items()):
         if name.startswith("_") or name in EXECUTION_SETTINGS:

@@ -7,7 +7,10 @@ per image, in the metric's units) and says:
 * ``agrees`` / ``disagrees``: the difference is resolved (p below ``alpha`` after Holm's
   adjustment over the claims tested together) and has / has not the sign the paper claims; a
   ``no_change`` claim agrees when the 90 % interval lies inside its margin (two one-sided tests)
-  and disagrees when it lies entirely outside it (each a one-sided test at 5 %); a ``size`` claim agrees when our
+  and disagrees when it lies entirely outside it (each a one-sided test at 5 %); a ``not_worse`` claim
+  (non-inferiority, "maintained or increased") agrees when the 90 % interval's bound on the worse side
+  lies within the margin (a one-sided test at 5 %) and disagrees when the whole interval is worse than
+  the margin; a ``size`` claim agrees when our
   95 % interval holds the paper's difference and disagrees when it excludes it;
 * ``not resolved``: none of these, with the n that would resolve our observed effect with 80 %
   power (:func:`lib.analysis.stats.required_n`; none when we observe no effect at all);
@@ -19,6 +22,7 @@ per image, in the metric's units) and says:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -26,7 +30,7 @@ import pandas as pd
 from .claims import METRICS, Claim
 from .stats import LEVEL, Estimate, holm, required_n
 
-__all__ = ["VERDICTS", "Verdict", "verdict", "verdicts", "expected_sign", "paper_effect"]
+__all__ = ["VERDICTS", "Verdict", "verdict", "verdicts", "evidence_key", "expected_sign", "paper_effect"]
 
 VERDICTS = ("agrees", "disagrees", "not resolved", "too few", "not comparable", "not reproducible here",
             "not computed")
@@ -117,6 +121,20 @@ def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None
         if ours.low > claim.margin or ours.high < -claim.margin:
             return out("disagrees", f"the 90 % interval lies outside +-{claim.margin:g}")
         return out("not resolved", f"the 90 % interval neither fits within nor excludes +-{claim.margin:g}", needed())
+    if claim.direction == "not_worse":
+        if "margin" not in ours.extra:
+            raise ValueError(f"claim {claim.id}: a not-worse claim is decided by lib.analysis.stats.equivalence(..., "
+                             f"margin={claim.margin}). Fix: pass that estimate.")
+        higher = METRICS[claim.metric].higher_is_better
+        if higher is None:
+            return out("not comparable", f"{claim.metric} has no better or worse sense")
+        worst, best = (ours.low, ours.high) if higher else (-ours.high, -ours.low)  # in "better" units
+        if worst > -claim.margin:
+            return out("agrees", f"the 90 % interval excludes a loss larger than {claim.margin:g}")
+        if best < -claim.margin:
+            return out("disagrees", f"the 90 % interval lies entirely beyond a loss of {claim.margin:g}")
+        return out("not resolved", f"the 90 % interval neither excludes nor lies beyond a loss of {claim.margin:g}",
+                   needed())
     if claim.direction == "size":
         if effect is None:
             return out("not comparable", "the paper prints no values for the difference")
@@ -126,14 +144,34 @@ def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None
     raise ValueError(f"claim {claim.id}: unknown direction {claim.direction!r}")
 
 
+def evidence_key(claim: Claim) -> str:
+    """What a claim's estimate is computed from (its table, rows, column and the two methods' labels
+    there): claims with the same key test one hypothesis on the same data."""
+    ev = claim.evidence
+    if not ev:
+        return f"claim:{claim.id}"
+    labels = [ev.get("methods", {}).get(m, m) for m in claim.methods[:2]]
+    parts = {k: ev.get(k) for k in ("table", "value", "where", "method_column", "image_column", "unit_pattern")}
+    return json.dumps({**parts, "labels": labels, "kind": claim.kind}, sort_keys=True, default=str)
+
+
 def verdicts(pairs: list[tuple[Claim, Estimate | None]], family: str = "holm") -> pd.DataFrame:
     """Verdicts on claims tested together, Holm-adjusting the p-values of the directional ones
-    (``family="none"``: each on its own)."""
+    (``family="none"``: each on its own). Claims that read the same evidence (:func:`evidence_key`,
+    e.g. a paper's ResNet-50 and Inception-v3 columns both stood in for by one model's rows) are one
+    hypothesis of the family, so repeating a stand-in does not make Holm stricter."""
     if family not in ("holm", "none"):
         raise ValueError(f"family must be 'holm' or 'none', got {family!r}")
     tested = [i for i, (c, e) in enumerate(pairs) if c.direction in ("better", "worse") and c.status != "not_reproducible"
               and e is not None and e.p_value is not None]
-    adjusted = dict(zip(tested, holm([pairs[i][1].p_value for i in tested]))) if tested and family == "holm" else {}
+    adjusted = {}
+    if tested and family == "holm":
+        keys = {i: evidence_key(pairs[i][0]) for i in tested}
+        distinct = {}
+        for i in tested:
+            distinct.setdefault(keys[i], pairs[i][1].p_value)
+        by_key = dict(zip(distinct, holm(list(distinct.values()))))
+        adjusted = {i: by_key[keys[i]] for i in tested}
     rows = [verdict(c, e, p_adjusted=adjusted.get(i)).row() for i, (c, e) in enumerate(pairs)]
     frame = pd.DataFrame(rows, columns=COLUMNS)
     return frame.astype({"n": "Int64", "needed_n": "Int64", "paper": "float64", "p_adjusted": "float64"})
