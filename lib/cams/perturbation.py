@@ -48,6 +48,7 @@ from .gradient import CAM
 from ..inference import fast_backend, fast_logits
 from ..precision import check_precision
 from .hooks import capture_layer
+from ..maps import gaussian_blur  # the one blur (torchvision's), re-exported for the CAMs
 from ..metrics.masking import CONVENTIONS  # one definition for the metrics and the perturbation CAMs
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "CONVENTIONS",
     "PROGRESS_MIN_PASSES",
     "default_batch_size",
-    "gaussian_kernel1d",
     "gaussian_blur",
     "replace_output",
 ]
@@ -83,34 +83,6 @@ def default_batch_size(device: torch.device | str) -> int:
     if device.type == "cuda":
         return suggest_batch_size(CUDA_BYTES_PER_INPUT, device, default=256, cap=512)
     return 8
-
-
-def gaussian_kernel1d(kernel_size: int, sigma: float, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Normalised 1-D Gaussian, ``exp(-x^2 / 2 sigma^2)`` at ``x = -(k//2) .. k//2`` (kornia's kernel)."""
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}.")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}.")
-    x = torch.arange(kernel_size, device=device, dtype=dtype) - kernel_size // 2
-    g = torch.exp(-x.pow(2) / (2.0 * sigma**2))
-    return g / g.sum()
-
-
-def gaussian_blur(images: torch.Tensor, kernel_size: int = 51, sigma: float = 50.0) -> torch.Tensor:
-    """Separable Gaussian blur of ``[N, C, H, W]`` with reflect padding ("same" size).
-
-    Equals ``kornia.filters.gaussian_blur2d(x, (k, k), (sigma, sigma))`` (border ``"reflect"``,
-    i.e. mirrored without repeating the edge pixel), the blur of Group-CAM's and UCAG's code
-    (kernel 51, sigma 50).  Images smaller than the kernel's half-width cannot be
-    reflect-padded; they are padded by replicating the edge instead.
-    """
-    kernel = gaussian_kernel1d(kernel_size, sigma, images.device, images.dtype)
-    pad = kernel_size // 2
-    mode = "reflect" if pad < min(images.shape[-2:]) else "replicate"
-    c = images.shape[1]
-    x = F.pad(images, (pad, pad, pad, pad), mode=mode)
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, kernel_size), groups=c)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, kernel_size, 1), groups=c)
 
 
 @contextlib.contextmanager

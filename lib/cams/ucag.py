@@ -44,10 +44,9 @@ from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-from torchvision.transforms import functional as TF
 
 from ..batching import map_batches
-from ..maps import minmax_normalize, upsample
+from ..maps import gaussian_blur, minmax_normalize, upsample
 from ..inference import forward_logits
 from ..precision import precision_autocast
 from .gradient import CAM, _check_images, _CombineCAM
@@ -101,7 +100,7 @@ def postprocess(maps: torch.Tensor, blur_kernel: int = 5, blur_sigma: float = 3.
     out = minmax_normalize(F.relu(maps))
     if blur_kernel:
         flat = out.reshape(-1, 1, *out.shape[-2:])
-        out = TF.gaussian_blur(flat, [blur_kernel, blur_kernel], [blur_sigma, blur_sigma]).view_as(out)
+        out = gaussian_blur(flat, blur_kernel, blur_sigma).view_as(out)
     return out
 
 

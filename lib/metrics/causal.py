@@ -46,9 +46,9 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torchvision.transforms import functional as TF
 
 from ..batching import map_batches
+from ..maps import gaussian_blur
 from ..inputs import check_images
 from ..inference import forward_logits
 from .masking import _check_batch_size, check_convention, model_device, precision_autocast
@@ -104,7 +104,7 @@ def _substrate_fn(substrate: Substrate, blur_kernel: int, blur_sigma: float
             if blur_kernel // 2 >= min(x.shape[-2:]):
                 raise ValueError(f"blur_kernel {blur_kernel} is too large for {tuple(x.shape[-2:])} images "
                                  "(reflect padding needs kernel // 2 < min(H, W))")
-            return TF.gaussian_blur(x, [blur_kernel, blur_kernel], [float(blur_sigma), float(blur_sigma)])
+            return gaussian_blur(x, blur_kernel, blur_sigma)
 
         return blur
     raise ValueError(f"unknown substrate {substrate!r}; valid: {', '.join(SUBSTRATES)} or a callable")
