@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -110,6 +111,8 @@ def test_claims_with_evidence_get_computed_verdicts_and_the_rest_say_why_not():
         row = card.loc[c.id]
         if c.status == "not_reproducible":
             assert row["verdict"] == "not reproducible here" and row["reason"]
+        elif c.evidence is not None and c.evidence.get("trained") and row["verdict"] == "not comparable":
+            assert "not trained here" in row["reason"], c.id  # an untrained attention never stands for the paper's
         elif c.evidence is not None and c.direction != "describes":
             assert row["verdict"] in ("agrees", "disagrees", "not resolved", "too few"), c.id
             assert row["n"] > 0 and row["ours"]
@@ -138,3 +141,47 @@ def test_unit_pattern_counts_independent_units_not_rows(tmp_path):
     a, b, units = paired_values(claim, root=tmp_path)
     assert len(units) == 12 and sorted(units)[0] == "pair0"
     assert (a - b == 5).all() and a[units.index("pair3")] == 35.5
+
+
+def _abc_table(tmp_path, shifts):
+    rng = np.random.default_rng(0)
+    base = rng.normal(50, 5, 20)
+    rows = [f"{m},i{k},{base[k] + shift + rng.normal(0, 0.5)}\n" for m, shift in shifts.items() for k in range(20)]
+    (tmp_path / "t.csv").write_text("method,image_id,drop\n" + "".join(rows))
+
+
+def _claim(**kw):
+    from lib.analysis.claims import Claim
+
+    evidence = {"table": "t.csv", "value": "drop", "methods": {"new": "N", "b": "B", "c": "C"}, **kw.pop("evidence", {})}
+    return Claim(id="x", paper="p", notebook="00_x", item="Abstract", statement="s", metric="average_drop",
+                 methods=("new", "b", "c"), model=None, direction="better", status="reproduced", evidence=evidence, **kw)
+
+
+def test_better_than_every_other_needs_every_comparison(tmp_path):
+    from lib.analysis.evidence import claim_estimate
+    from lib.analysis.verdicts import verdict
+
+    _abc_table(tmp_path, {"N": 0.0, "B": 3.0, "C": 3.0})  # lower AD: N beats both
+    est = claim_estimate(_claim(), root=tmp_path)
+    assert verdict(_claim(), est).verdict == "agrees" and "intersection-union" in est.note
+    _abc_table(tmp_path, {"N": 0.0, "B": 3.0, "C": 0.0})  # N ties C: the claim is not shown
+    est = claim_estimate(_claim(), root=tmp_path)
+    assert verdict(_claim(), est).verdict == "not resolved" and "against c" in est.note
+    _abc_table(tmp_path, {"N": 0.0, "B": 3.0, "C": -3.0})  # C beats N: the claim fails
+    est = claim_estimate(_claim(), root=tmp_path)
+    assert verdict(_claim(), est).verdict == "disagrees" and "other way" in est.note
+
+
+def test_an_untrained_attention_never_stands_for_the_papers_method(tmp_path):
+    from lib.analysis.evidence import claim_estimate
+    from lib.analysis.verdicts import verdict
+
+    _abc_table(tmp_path, {"N": 0.0, "B": 3.0, "C": 3.0})
+    (tmp_path / "moved.csv").write_text("method,weight_change,trained\nN,1.2e-06,False\n")
+    claim = _claim(evidence={"trained": "moved.csv"})
+    est = claim_estimate(claim, root=tmp_path)
+    v = verdict(claim, est)
+    assert v.verdict == "not comparable" and "N (weights moved 1.2e-06" in v.reason
+    (tmp_path / "moved.csv").write_text("method,weight_change,trained\nN,0.3,True\n")
+    assert verdict(claim, claim_estimate(claim, root=tmp_path)).verdict == "agrees"

@@ -19,28 +19,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 SECTIONS: dict[str, list[tuple[str, str]]] = {
+    "01": [
+        ("Table 3, AD and IC with the soft map", "table3_ad_ic.csv"),
+        ("Paired differences to Grad-CAM, per image", "paired_vs_gradcam.csv"),
+    ],
     "02": [
-        ("Table 1, AD/IC on the evaluation images (the paper's numbers are printed beside ours in the notebook)",
-         "table1_ad_ic.csv"),
-        ("Table 1 on the images of Score-CAM and RISE (every method on the same images)",
-         "table1_ad_ic_slow_subset.csv"),
+        ("Table 1, AD/IC on the evaluation images", "table1_ad_ic.csv"),
+        ("Paired differences, per image", "paired_differences.csv"),
         ("Figure 4 scored on two-class composites", "fig4_class_specific_scores.csv"),
     ],
     "03": [
-        ("Tables 1-3, totals over the five groups (insertion higher, deletion lower is better)", "table3_overall.csv"),
+        ("Tables 1-3, totals (insertion higher, deletion lower is better)", "table3_overall.csv"),
         ("Paired per-image differences", "paired_differences.csv"),
         ("Table 4, adversarial verification: accuracy (%)", "table4_adversarial_accuracy.csv"),
-        ("Table 5, fading rate (%)", "table5_fading_rate.csv"),
-        ("Layer check: Score-CAM and Grad-CAM at the block and at the model's CAM layer", "target_layer_check.csv"),
-        ("Cost", "forward_passes.csv"),
+        ("Table 5, fading rate (%), lower is better", "table5_fading_rate.csv"),
     ],
     "04": [
         ("Table 1, deletion and insertion (AUC x 100)", "table1_deletion_insertion.csv"),
         ("Table 2, pointing game", "table2_pointing_game.csv"),
         ("Table 3, energy-based pointing game", "table3_energy_pointing_game.csv"),
         ("Table 5, densities", "table5_density.csv"),
-        ("Ablation: scaling only, unfolding, count initialisation", "ablation.csv"),
-        ("Cost", "cost.csv"),
+    ],
+    "05": [
+        ("Fig. 3, the L2 norm: energy of the classes after the first", "fig3_norm_table.csv"),
+        ("Fig. 5, the activation", "fig5_activation_table.csv"),
+        ("Choosing K", "choice_of_k.csv"),
+        ("Energy per class on composites (FM-G-CAM against separate Grad-CAMs)", "composites_energy_per_class.csv"),
     ],
 }
 

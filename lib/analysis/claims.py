@@ -32,6 +32,7 @@ by :func:`load_claims`. Each file::
           methods: {am_gradcam: AM-Grad-CAM, gradcam: Grad-CAM}   # registry name -> label there
           where: {fraction: 1.0, binary: false} # rows to keep (column: value)
           unit_pattern: "^(.*):"                # optional: average rows of one independent unit
+          trained: figures/02/attention_moved.csv   # optional: learned methods must be marked trained there
 
 ``direction``: ``better``/``worse`` says how the *first* method compares with the others under
 the metric's own sense (:data:`METRICS`: lower Average Drop is better); ``no_change`` claims that
@@ -119,7 +120,7 @@ class Claim:
 
 _FIELDS = {"id", "item", "statement", "metric", "methods", "model", "paper_values", "direction", "margin", "kind",
            "status", "substitution", "reason", "outputs", "evidence"}
-_EVIDENCE_FIELDS = {"table", "value", "methods", "method_column", "image_column", "where", "unit_pattern"}
+_EVIDENCE_FIELDS = {"table", "value", "methods", "method_column", "image_column", "where", "unit_pattern", "trained"}
 _REQUIRED = {"id", "item", "statement", "direction", "status"}
 
 

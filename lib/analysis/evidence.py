@@ -9,11 +9,19 @@ per unit, so that n counts independent units.
 :func:`lib.analysis.stats.paired_difference` (first minus second; ``equivalence`` with the claim's
 margin for ``no_change`` and ``not_worse`` claims); :func:`evaluate` gives the verdicts of a set of claims, Holm's
 adjustment over each notebook's directional claims.
+
+Two more rules. A claim that the first method is better than *every* other one (more than two
+methods) is an intersection-union test: the first against each other, and the claim holds only if
+all are resolved its way, so the weakest comparison decides. A claim whose evidence names a
+``trained`` table (a notebook's record of how far each learned attention moved from its start) is
+not computed with an attention that table marks as untrained: it is "not comparable" with that
+reason, never a verdict on the paper's trained method drawn from its untrained start.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +29,7 @@ import pandas as pd
 
 from .claims import Claim, load_claims
 from .stats import Estimate, equivalence, paired_difference
-from .verdicts import verdicts
+from .verdicts import expected_sign, verdicts
 
 __all__ = ["ROOT", "evidence_path", "paired_values", "claim_estimate", "evaluate"]
 
@@ -50,9 +58,10 @@ def evidence_path(table: str, root: Path = ROOT, figures: Path | None = None) ->
     return root / table
 
 
-def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None
+def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None, against: str | None = None
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The two compared methods' per-image values, aligned on the images both have: ``(a, b, ids)``."""
+    """The first method's and the second's (or ``against``'s) per-image values, aligned on the images
+    both have: ``(a, b, ids)``."""
     ev = claim.evidence
     if ev is None:
         raise ValueError(f"claim {claim.id} has no evidence")
@@ -68,7 +77,7 @@ def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None
     for column, value in (ev.get("where") or {}).items():
         frame = frame[_matches(frame[column], value)]
     series = []
-    for method in claim.methods[:2]:
+    for method in (claim.methods[0], against or claim.methods[1]):
         rows = frame[frame[method_column] == ev["methods"][method]]
         if rows.empty:
             raise ValueError(f"claim {claim.id}: no rows of {ev['methods'][method]!r} in {ev['table']} "
@@ -87,10 +96,58 @@ def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None
     return a.to_numpy(), b.to_numpy(), list(a.index)
 
 
-def claim_estimate(claim: Claim, root: Path = ROOT, figures: Path | None = None) -> Estimate | None:
-    """Our estimate of the claim's difference, or ``None`` when it names no evidence."""
+def untrained_methods(claim: Claim, root: Path = ROOT, figures: Path | None = None) -> list[str]:
+    """The compared methods that the evidence's ``trained`` table (a notebook's record of how far each
+    learned attention moved from its start: columns ``method``, ``trained``, ``weight_change``) marks
+    as not trained, with how far they moved; empty without such a table."""
+    ev = claim.evidence or {}
+    if not ev.get("trained"):
+        return []
+    path = evidence_path(ev["trained"], root, figures)
+    if not path.exists():
+        raise FileNotFoundError(f"claim {claim.id}: {ev['trained']} does not exist. Fix: run {claim.notebook}.")
+    table = _read_table(str(path), path.stat().st_mtime_ns).set_index("method")
+    labels = [ev["methods"][m] for m in claim.methods if ev["methods"].get(m) in table.index]
+    return [f"{label} (weights moved {table.loc[label, 'weight_change']:.1e} of their norm)" for label in labels
+            if not bool(table.loc[label, "trained"])]
+
+
+def _against_each(claim: Claim, root: Path, figures: Path | None) -> Estimate:
+    """A "first is better than every other" claim as an intersection-union test: the first method
+    against each other one; the claim holds only if every comparison is resolved its way, so the
+    estimate returned is the weakest one (largest p-value), or a comparison resolved the other way."""
+    sign = expected_sign(claim)
+    estimates = {m: paired_difference(*paired_values(claim, root, figures, against=m)[:2], claim.kind)
+                 for m in claim.methods[1:]}
+    without = {m: e for m, e in estimates.items() if e.p_value is None}
+    if without:
+        m, e = next(iter(without.items()))
+        return replace(e, note=f"{e.note} (against {m})")
+    against = {m: e for m, e in estimates.items() if e.p_value < 0.05 and (e.value > 0) != (sign > 0)}
+    if against:
+        m, e = min(against.items(), key=lambda item: item[1].p_value)
+        return replace(e, note=f"against {m}: resolved the other way ({len(estimates)} comparisons)")
+    m, e = max(estimates.items(), key=lambda item: item[1].p_value)
+    return replace(e, note=f"the weakest of {len(estimates)} comparisons, against {m}: the claim holds only if "
+                           "every one does (intersection-union test)")
+
+
+def claim_estimate(claim: Claim, root: Path = ROOT, figures: Path | None = None) -> Estimate | str | None:
+    """Our estimate of the claim's difference; ``None`` when it names no evidence; a string (why)
+    when a compared method cannot stand for the paper's here (an attention that was not trained)."""
     if claim.evidence is None or claim.status == "not_reproducible":
         return None
+    untrained = untrained_methods(claim, root, figures)
+    if untrained:
+        return ("not trained here, so it cannot stand for the paper's trained method: " + "; ".join(untrained)
+                + f" ({claim.evidence['trained']})")
+    if claim.direction in ("better", "worse") and len(claim.methods) > 2 and expected_sign(claim) is not None:
+        unmapped = [m for m in claim.methods if m not in claim.evidence["methods"]]
+        if unmapped:
+            raise ValueError(f"claim {claim.id} compares {list(claim.methods)} but its evidence maps no label for "
+                             f"{unmapped}. Fix: add them to evidence.methods (a claim against every other method is "
+                             "tested against each).")
+        return _against_each(claim, root, figures)
     a, b, _ = paired_values(claim, root, figures)
     if claim.direction in ("no_change", "not_worse"):
         return equivalence(a, b, claim.margin, claim.kind)

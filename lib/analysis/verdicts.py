@@ -74,10 +74,11 @@ def expected_sign(claim: Claim) -> int | None:
     return 1 if (claim.direction == "better") == higher else -1
 
 
-def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None, alpha: float = 1 - LEVEL
+def verdict(claim: Claim, ours: Estimate | str | None, p_adjusted: float | None = None, alpha: float = 1 - LEVEL
             ) -> Verdict:
     """The verdict on ``claim`` from ``ours`` (see the module docstring): for ``no_change`` claims
-    the estimate of :func:`lib.analysis.stats.equivalence` (its 90 % interval), for the others that
+    (and ``not_worse``) the estimate of :func:`lib.analysis.stats.equivalence` (its 90 % interval); a
+    string: why no estimate can stand for the claim here ("not comparable"); for the others that
     of :func:`lib.analysis.stats.paired_difference`. ``p_adjusted``: the claim's p-value after
     Holm's adjustment in its family (default: its own p-value)."""
     effect = paper_effect(claim)
@@ -86,10 +87,14 @@ def verdict(claim: Claim, ours: Estimate | None, p_adjusted: float | None = None
         digits = 3 if ours is not None and abs(ours.value) < 1 else 2
         shown = "" if ours is None else ours.format(digits) + ("" if ours.level == LEVEL or not ours.has_interval
                                                          else f" ({ours.level:.0%} interval)")
+        if ours is not None and ours.has_interval and ours.note:  # e.g. which comparison decided it
+            reason = f"{reason}; {ours.note}"
         return Verdict(claim.id, label, None if ours is None else ours.n, shown, effect, reason, needed, p_adjusted)
 
     if claim.status == "not_reproducible":
         return out("not reproducible here", claim.reason or "")
+    if isinstance(ours, str):  # lib.analysis.evidence: a compared method cannot stand for the paper's here
+        return Verdict(claim.id, "not comparable", None, "", effect, ours)
     if claim.direction == "describes" or claim.metric is None:
         return out("not comparable", "a qualitative claim: see the figure beside the paper's")
     if ours is None:
@@ -150,7 +155,7 @@ def evidence_key(claim: Claim) -> str:
     ev = claim.evidence
     if not ev:
         return f"claim:{claim.id}"
-    labels = [ev.get("methods", {}).get(m, m) for m in claim.methods[:2]]
+    labels = [ev.get("methods", {}).get(m, m) for m in claim.methods]
     parts = {k: ev.get(k) for k in ("table", "value", "where", "method_column", "image_column", "unit_pattern")}
     return json.dumps({**parts, "labels": labels, "kind": claim.kind}, sort_keys=True, default=str)
 
@@ -163,7 +168,7 @@ def verdicts(pairs: list[tuple[Claim, Estimate | None]], family: str = "holm") -
     if family not in ("holm", "none"):
         raise ValueError(f"family must be 'holm' or 'none', got {family!r}")
     tested = [i for i, (c, e) in enumerate(pairs) if c.direction in ("better", "worse") and c.status != "not_reproducible"
-              and e is not None and e.p_value is not None]
+              and isinstance(e, Estimate) and e.p_value is not None]
     adjusted = {}
     if tested and family == "holm":
         keys = {i: evidence_key(pairs[i][0]) for i in tested}
