@@ -185,3 +185,24 @@ def test_an_untrained_attention_never_stands_for_the_papers_method(tmp_path):
     assert v.verdict == "not comparable" and "N (weights moved 1.2e-06" in v.reason
     (tmp_path / "moved.csv").write_text("method,weight_change,trained\nN,0.3,True\n")
     assert verdict(claim, claim_estimate(claim, root=tmp_path)).verdict == "agrees"
+
+
+def test_exact_counts_are_decided_without_an_interval(tmp_path):
+    from lib.analysis.claims import Claim
+    from lib.analysis.evidence import claim_estimate
+    from lib.analysis.verdicts import verdict
+
+    (tmp_path / "t.csv").write_text("method,column,forward_passes\nA,AD100,1\nB,AD100,1281\nA,IC100,1\nB,IC100,1281\n")
+    ev = {"table": "t.csv", "value": "forward_passes", "image_column": "column", "where": {"column": "AD100"},
+          "methods": {"a": "A", "b": "B"}, "exact": True}
+    claim = Claim(id="x", paper="p", notebook="00_x", item="Table 1", statement="s", metric="forward_passes",
+                  methods=("a", "b"), model=None, direction="better", status="reproduced", evidence=ev)
+    est = claim_estimate(claim, root=tmp_path)
+    assert est.method == "exact" and est.value == -1280 and not est.has_interval
+    assert verdict(claim, est).verdict == "agrees"  # fewer passes is better
+    worse = Claim(**{**claim.__dict__, "direction": "worse"})
+    assert verdict(worse, est).verdict == "disagrees"
+    (tmp_path / "t.csv").write_text("method,column,forward_passes\nA,i1,1\nA,i2,2\nB,i1,3\nB,i2,3\n")
+    varying = {**ev, "where": {}}
+    with pytest.raises(ValueError, match="varies"):
+        claim_estimate(Claim(**{**claim.__dict__, "evidence": varying}), root=tmp_path)

@@ -33,6 +33,7 @@ by :func:`load_claims`. Each file::
           where: {fraction: 1.0, binary: false} # rows to keep (column: value)
           unit_pattern: "^(.*):"                # optional: average rows of one independent unit
           trained: figures/02/attention_moved.csv   # optional: learned methods must be marked trained there
+          exact: true                           # optional: a count without sampling error (forward passes)
 
 ``direction``: ``better``/``worse`` says how the *first* method compares with the others under
 the metric's own sense (:data:`METRICS`: lower Average Drop is better); ``no_change`` claims that
@@ -120,7 +121,7 @@ class Claim:
 
 _FIELDS = {"id", "item", "statement", "metric", "methods", "model", "paper_values", "direction", "margin", "kind",
            "status", "substitution", "reason", "outputs", "evidence"}
-_EVIDENCE_FIELDS = {"table", "value", "methods", "method_column", "image_column", "where", "unit_pattern", "trained"}
+_EVIDENCE_FIELDS = {"table", "value", "methods", "method_column", "image_column", "where", "unit_pattern", "trained", "exact"}
 _REQUIRED = {"id", "item", "statement", "direction", "status"}
 
 

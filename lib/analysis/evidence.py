@@ -149,6 +149,12 @@ def claim_estimate(claim: Claim, root: Path = ROOT, figures: Path | None = None)
                              "tested against each).")
         return _against_each(claim, root, figures)
     a, b, _ = paired_values(claim, root, figures)
+    if claim.evidence.get("exact"):  # a property of the method (e.g. forward passes), not a sample
+        if np.ptp(a) != 0 or np.ptp(b) != 0:
+            raise ValueError(f"claim {claim.id}: evidence marked exact, but {claim.evidence['value']!r} varies across "
+                             f"rows. Fix: drop 'exact' (it is a sampled quantity) or narrow 'where'.")
+        return Estimate(float(a[0] - b[0]), None, None, len(a), "exact",
+                        note="a count from the implementation, the same on every image: no sampling error")
     if claim.direction in ("no_change", "not_worse"):
         return equivalence(a, b, claim.margin, claim.kind)
     return paired_difference(a, b, claim.kind)

@@ -99,6 +99,8 @@ def verdict(claim: Claim, ours: Estimate | str | None, p_adjusted: float | None 
         return out("not comparable", "a qualitative claim: see the figure beside the paper's")
     if ours is None:
         return out("not computed", "no per-image estimate was given for this claim")
+    if ours.method == "exact":  # lib.analysis.evidence: a count, not a sample (e.g. forward passes)
+        return _exact(claim, ours, effect, out)
     if not ours.has_interval:
         return out("too few", ours.note)
     p = ours.p_value if p_adjusted is None else p_adjusted
@@ -147,6 +149,30 @@ def verdict(claim: Claim, ours: Estimate | str | None, p_adjusted: float | None 
             return out("agrees", f"our 95 % interval holds the paper's difference {effect:g}")
         return out("disagrees", f"our 95 % interval excludes the paper's difference {effect:g}")
     raise ValueError(f"claim {claim.id}: unknown direction {claim.direction!r}")
+
+
+def _exact(claim: Claim, ours: Estimate, effect: float | None, out) -> Verdict:
+    """A claim about a quantity without sampling error (a method's forward passes): decided by our
+    exact difference, first minus second."""
+    if claim.direction in ("better", "worse"):
+        sign = expected_sign(claim)
+        if sign is None:
+            return out("not comparable", f"{claim.metric} has no better or worse sense")
+        agrees = ours.value != 0 and (ours.value > 0) == (sign > 0)
+        return out("agrees" if agrees else "disagrees", f"exact difference {ours.value:+g}: {ours.note}")
+    if claim.direction == "size" and effect is not None:
+        return out("agrees" if ours.value == effect else "disagrees",
+                   f"exact difference {ours.value:+g} against the paper's {effect:+g}: {ours.note}")
+    if claim.direction in ("no_change", "not_worse"):
+        ok = abs(ours.value) <= claim.margin if claim.direction == "no_change" else sign_ok(claim, ours.value)
+        return out("agrees" if ok else "disagrees", f"exact difference {ours.value:+g}: {ours.note}")
+    return out("not comparable", "the paper prints no values for the difference")
+
+
+def sign_ok(claim: Claim, value: float) -> bool:
+    """Whether an exact difference is within a ``not_worse`` claim's margin on the worse side."""
+    higher = METRICS[claim.metric].higher_is_better
+    return (value if higher else -value) > -claim.margin
 
 
 def evidence_key(claim: Claim) -> str:
