@@ -225,6 +225,8 @@ rule notebook_01:
                 "checkpoint": os.path.abspath(input.checkpoint),
                 "train_epochs": NB01["train_epochs"],
                 "train_images": NB01["train_images"],
+                # no map store for notebook 01: its SmoothGrad-CAM++ draws noise per batch (README, Interrupted runs)
+                "cache_dir": "",
                 "output_dir": os.path.abspath(os.path.dirname(output.tables[0])),
             }
         ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,9 @@ SIMS = 4000
 @pytest.mark.parametrize("shape", ASSERTED_SHAPES)
 @pytest.mark.parametrize("n", [5, 10, 30, 100])
 def test_false_resolved_rate_under_true_nulls_is_at_most_6_percent(shape, n):
-    rng = np.random.default_rng(hash((shape, n)) % 2**32)
+    # a fixed seed per case (str hashes change between processes): the rate is a property of the rule,
+    # estimated to about +-0.35 points (4000 simulations), so the test is deterministic
+    rng = np.random.default_rng(zlib.crc32(f"{shape}/{n}".encode()))
     a, b = simulate_pairs(shape, n, SIMS, rng)
     rate = resolved(shape, a, b).mean()
     assert rate <= 0.06, f"{shape}, n={n}: {rate:.3f} of true nulls called resolved"
