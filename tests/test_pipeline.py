@@ -65,6 +65,13 @@ def dry_run(*args: str, env: dict[str, str] | None = None) -> str:
     return out
 
 
+def test_dag_needs_no_extra_flags():
+    # profiles/default (Snakemake's workflow profile) sets cores, so `snakemake --dag` works as typed
+    proc = run_snakemake("--dag", "--nolock")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.lstrip().startswith("digraph") and "notebook_03" in proc.stdout
+
+
 def job_counts(out: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run: {rule: count}."""
     table = out.split("Job stats:", 1)[1].split("\n\n", 1)[0]
