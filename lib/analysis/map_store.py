@@ -95,10 +95,13 @@ class MapStore:
         if self.cache is None:
             return cam(images, targets)
         keys = [self.key(cam, i, t, **settings) for i, t in zip(image_ids, targets)]
+        maps: list[torch.Tensor | None] = [None] * len(keys)
         missing = [k for k, key in enumerate(keys) if key not in self.cache]
         if missing:
             rows = torch.tensor(missing, device=images.device)
             fresh = cam(images[rows], targets[rows.to(targets.device)])
             for k, m in zip(missing, fresh):
-                self.cache.save(keys[k], m.detach().cpu().clone())
-        return torch.stack([self.cache.load(key) for key in keys]).to(images.device)
+                maps[k] = m.detach().cpu().clone()
+                self.cache.save(keys[k], maps[k])  # kept in memory too: not read back from disk
+        maps = [m if m is not None else self.cache.load(key) for m, key in zip(maps, keys)]
+        return torch.stack(maps).to(images.device)

@@ -17,6 +17,7 @@ no interval is ever printed with zero width or from too few images.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import numpy as np
@@ -103,14 +104,16 @@ def paired(frame: pd.DataFrame, values: str | Sequence[str], methods: Sequence[s
 
 def formatted(table: pd.DataFrame, value: str = "mean", digits: int = 2, signed: bool = False) -> pd.Series:
     """``"m [low, high]"`` per row of a :func:`summarize` or :func:`paired` table, or
-    ``"m (note)"`` where there is no interval."""
+    ``"m (note)"`` where there is no interval (the too-few note shortened to ``"n = 4, no interval"``)."""
     sign = "+" if signed else ""
 
     def text(row: pd.Series) -> str:
         shown = f"{row[value]:{sign}.{digits}f}"
         if pd.notna(row["low"]) and pd.notna(row["high"]):
             return f"{shown} [{row['low']:{sign}.{digits}f}, {row['high']:{sign}.{digits}f}]"
-        return f"{shown} ({row['note']})" if row.get("note") else shown
+        note = row.get("note") if isinstance(row.get("note"), str) else ""
+        note = re.sub(r": too few for an interval \(at least \d+\)", ", no interval", note)
+        return f"{shown} ({note})" if note else shown
 
     return table.apply(text, axis=1) if len(table) else pd.Series([], dtype=str)
 

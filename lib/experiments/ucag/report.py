@@ -8,7 +8,6 @@ import pandas as pd
 from lib.analysis.tables import formatted
 
 from .maps import BLUR, RELEASED
-from .tables import short_notes
 
 __all__ = ["differences_text", "findings_markdown"]
 
@@ -17,7 +16,7 @@ def differences_text(table: pd.DataFrame, variant: str, minus: str, metrics: lis
     """``"deletion +0.12 [-0.3, 0.5], insertion ..."``: the pair's differences in a table of
     :mod:`lib.experiments.ucag.tables`."""
     rows = table[(table["statistic"] == "difference") & (table["variant"] == variant) & (table["minus"] == minus)]
-    rows = short_notes(rows.set_index("metric").reindex([m for m in metrics if m in set(rows["metric"])]).reset_index())
+    rows = rows.set_index("metric").reindex([m for m in metrics if m in set(rows["metric"])]).reset_index()
     return ", ".join(f"{m} {text}" for m, text in zip(rows["metric"], formatted(rows, digits=digits, signed=True)))
 
 

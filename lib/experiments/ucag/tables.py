@@ -24,7 +24,7 @@ from .maps import BLUR, METHODS, RELEASED, SCALING, UCAG_NAMES
 
 __all__ = ["REGISTRY_NAMES", "UCAG_PAIRS", "ABLATION", "summary", "paper_values", "with_paper", "table1",
            "localisation_summary", "table2", "table3", "table5", "ablation_table", "fig2_table", "readable",
-           "short_notes", "key_numbers", "cost_table"]
+           "key_numbers", "cost_table"]
 
 REGISTRY_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "wgradcam": "LayerCAM",
                   "ucag_gradcam": "UCAG Grad-CAM", "ucag_gradcam++": "UCAG Grad-CAM++",
@@ -136,19 +136,12 @@ def fig2_table(scaling: pd.DataFrame) -> pd.DataFrame:
     return summary(scaling, ["deletion", "insertion"], [(last, first)], by=["side"], pair_by=[])
 
 
-def short_notes(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with lib.analysis's "n = 4: too few for an interval (at least 10)" shortened to
-    "n = 4, no interval" (for display)."""
-    return table.assign(note=table["note"].str.replace(r": too few for an interval \(at least \d+\)", ", no interval",
-                                                       regex=True))
-
-
 def readable(table: pd.DataFrame, index: Sequence[str] = (), digits: int = 1) -> pd.DataFrame:
     """The reader's view of a table of this module: one row per variant and per difference ("A − B"),
     one column per metric ("mean [low, high]" or "mean (why no interval)"), then the paper's values."""
     keys = list(index) + ["row"]
     is_mean = table["statistic"].eq("mean")
-    t = short_notes(table).assign(row=np.where(is_mean, table["variant"], table["variant"] + " − " + table["minus"]))
+    t = table.assign(row=np.where(is_mean, table["variant"], table["variant"] + " − " + table["minus"]))
     t["cell"] = pd.concat([formatted(t[is_mean], digits=digits), formatted(t[~is_mean], digits=digits, signed=True)])
     wide = t.pivot_table(index=keys, columns="metric", values="cell", aggfunc="first", sort=False)
     for column in [c for c in t.columns if c.startswith("paper ")]:
