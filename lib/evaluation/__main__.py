@@ -1,0 +1,66 @@
+"""``python -m lib.evaluation``: one shard's rows, the command of the pipeline's ``evaluate`` rule.
+
+    python -m lib.evaluation --model efficientnet_lite0 --method gradcam --target predicted \\
+        --group ad_ic --shard 0 --shard-size 32 --out results/eval/.../shard-0000.parquet
+
+The shard's images are checked against the data set's SHA256SUMS before anything is computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from lib.analysis.map_store import MapStore
+from lib.config import resolve_device, split_dir
+from lib.data import ImageFolder, verify_checksums
+from lib.models import load_model
+
+from .run import TARGET_RULES, EvalSpec, shard_rows, write_rows
+from .shards import shard_ids
+from .suite import GROUPS, SuiteSettings
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lib.evaluation", description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="a name from lib.models (e.g. efficientnet_lite0)")
+    p.add_argument("--method", required=True, help="a method key (lib.evaluation.methods)")
+    p.add_argument("--settings", default="{}", help="the method's settings as a JSON object")
+    p.add_argument("--target", default="predicted", choices=TARGET_RULES)
+    p.add_argument("--group", default="ad_ic", choices=sorted(GROUPS))
+    p.add_argument("--shard", type=int, required=True)
+    p.add_argument("--shard-size", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0, help="the seeded order the shards slice")
+    p.add_argument("--data-dir", default="", help="root of the data sets ('' = lib.config.data_dir's rule)")
+    p.add_argument("--val-dir", default="imagenet-val-1300", help="a folder under --data-dir, or a path")
+    p.add_argument("--map-store", default="", help="folder of the map store ('' = no store)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out", required=True, help="the shard's Parquet file")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        settings = json.loads(args.settings)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--settings {args.settings!r} is not JSON ({err}). Fix: pass an object, e.g. '{{\"n_masks\": 4000}}'.")
+    start = time.time()
+    device = resolve_device(args.device)
+    model = load_model(args.model, device=device)
+    root = split_dir(args.val_dir, args.data_dir or None)
+    ids = shard_ids(ImageFolder(root, model.preprocess).ids, args.shard, args.shard_size, args.seed)
+    checked = verify_checksums(root, names=[f"images/{i}" for i in ids])
+    dataset = ImageFolder(root, model.preprocess, ids=ids)
+    spec = EvalSpec(args.model, args.method, args.target, args.group, settings)
+    rows = shard_rows(None, model, spec, args.shard, dataset, MapStore(args.map_store or None, args.model),
+                      SuiteSettings(batch_size=args.batch_size), args.batch_size)
+    write_rows(rows, args.out)
+    print(f"{spec.method} {spec.group} shard {args.shard}: {len(ids)} images ({checked} checksums verified), "
+          f"{len(rows)} rows -> {args.out} in {time.time() - start:.1f} s on {device}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Evaluate one shard: maps from the map store, the metric group's rows, one Parquet file.
+
+:func:`evaluate_shard` computes; :func:`shard_rows` reads a shard's file or computes and writes it
+(atomically, so an interrupted run leaves no half-written file); :func:`read_rows` concatenates files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from lib.analysis.map_store import MapStore, describe
+from lib.cams.targets import resolve_targets
+from lib.data import collate_samples
+
+from .methods import PER_IMAGE, build_method, normalize_key
+from .shards import shard_path
+from .suite import GROUPS, SuiteSettings, group_rows
+
+__all__ = ["ROW_COLUMNS", "TARGET_RULES", "EvalSpec", "evaluate_shard", "shard_rows", "read_rows", "write_rows"]
+
+log = logging.getLogger(__name__)
+
+ROW_COLUMNS = ("image_id", "model", "method", "target_rule", "target", "metric", "protocol", "value", "settings")
+"""One row per (image, metric, protocol); ``settings``: :func:`lib.analysis.map_store.describe` of the method."""
+
+TARGET_RULES = ("predicted", "label")
+"""The class each map explains: the model's top-1 class, or the image's ground-truth label."""
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What a shard's rows are of: model, method key with its settings, target rule, metric group."""
+
+    model: str
+    method: str
+    target: str = "predicted"
+    group: str = "ad_ic"
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.target not in TARGET_RULES:
+            raise ValueError(f"Unknown target rule {self.target!r}. Fix: use one of {', '.join(TARGET_RULES)}.")
+        if self.group not in GROUPS:
+            raise ValueError(f"Unknown metric group {self.group!r}. Fix: use one of {', '.join(GROUPS)}.")
+
+    def path(self, root: str | Path, shard: int) -> Path:
+        return shard_path(root, self.model, self.method, self.target, self.group, shard)
+
+
+def _targets(model, images: torch.Tensor, labels: torch.Tensor, rule: str) -> torch.Tensor:
+    if rule == "label":
+        return labels.to(images.device)
+    with torch.no_grad():
+        return resolve_targets(model(images), "predicted")[:, 0]
+
+
+def _maps(store: MapStore, cam, key: str, images, ids, targets) -> torch.Tensor:
+    if normalize_key(key) in PER_IMAGE:
+        return torch.cat([store.maps(cam, images[k:k + 1], [i], targets[k:k + 1]) for k, i in enumerate(ids)])
+    return store.maps(cam, images, list(ids), targets)
+
+
+def evaluate_shard(model, spec: EvalSpec, dataset, store: MapStore, suite: SuiteSettings = SuiteSettings(),
+                   batch_size: int = 16, cam=None, progress: bool = True) -> pd.DataFrame:
+    """The rows (:data:`ROW_COLUMNS`) of ``spec``'s metric group for every image of ``dataset``
+    (a data set yielding :class:`lib.data.Sample`): maps of ``spec.method`` for ``spec.target``
+    from ``store`` (computed where missing), then :func:`.suite.group_rows` per batch."""
+    cam = build_method(spec.method, model, spec.settings) if cam is None else cam
+    settings = describe(cam)
+    device = next(model.parameters()).device
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_samples)
+    rows = []
+    for batch in tqdm(loader, desc=f"{spec.method} {spec.group}", unit="batch", disable=not progress):
+        batch = batch.to(device)
+        targets = _targets(model, batch.images, batch.labels, spec.target)
+        maps = _maps(store, cam, spec.method, batch.images, batch.image_ids, targets)
+        for k, metric, proto, value in group_rows(spec.group, model, batch.images, maps, targets, batch, suite):
+            rows.append((batch.image_ids[k], spec.model, spec.method, spec.target, int(targets[k]), metric, proto,
+                         value, settings))
+    frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+    if not frame["value"].notna().all():
+        raise RuntimeError(f"{spec}: NaN metric values; the maps or the model gave non-finite numbers.")
+    return frame
+
+
+def write_rows(rows: pd.DataFrame, path: str | Path) -> Path:
+    """``rows`` as Parquet (pyarrow) at ``path``, written to a temporary name and renamed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    rows.to_parquet(tmp, engine="pyarrow", index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def read_rows(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """The rows of every file in ``paths``, concatenated; raises naming a missing file."""
+    missing = [str(p) for p in paths if not Path(p).is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing evaluation rows {missing[:3]}{' ...' if len(missing) > 3 else ''}. "
+                                "Fix: run the pipeline's evaluate rule (snakemake), or lib.evaluation.shard_rows.")
+    frames = [pd.read_parquet(p, engine="pyarrow") for p in paths]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ROW_COLUMNS))
+
+
+def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int, dataset, store: MapStore,
+               suite: SuiteSettings = SuiteSettings(), batch_size: int = 16, cam=None,
+               progress: bool = True) -> pd.DataFrame:
+    """Shard ``shard``'s rows: read from ``spec.path(root, shard)`` when that file exists and was
+    computed with the same method settings, else :func:`evaluate_shard` on ``dataset`` (the shard's
+    images) and written there (``root=None``: computed, not written)."""
+    cam = build_method(spec.method, model, spec.settings) if cam is None else cam
+    path = spec.path(root, shard) if root else None
+    if path is not None and path.is_file():
+        rows = pd.read_parquet(path, engine="pyarrow")
+        if len(rows) and set(rows["settings"]) == {describe(cam)}:
+            return rows
+        log.warning("%s was computed with other settings (%s); recomputing it", path, sorted(set(rows["settings"]))[:1])
+    rows = evaluate_shard(model, spec, dataset, store, suite, batch_size, cam=cam, progress=progress)
+    if path is not None:
+        write_rows(rows, path)
+    return rows

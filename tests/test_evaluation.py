@@ -1,0 +1,148 @@
+"""lib.evaluation: shards, the metric suite's rows, computed once, read back, and the command line."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from lib.analysis.draws import seeded_order
+from lib.analysis.map_store import MapStore
+from lib.cams import GradCAM
+from lib.config import data_dir
+from lib.data import ImageFolder
+from lib.evaluation import (EvalSpec, SuiteSettings, evaluate_shard, n_shards, parse_protocol, read_rows,
+                            shard_ids, shard_rows, shards_for)
+from lib.evaluation import run as run_module
+from lib.evaluation.__main__ import main as cli_main
+from lib.evaluation.suite import protocol
+from lib.metrics import average_drop_increase, deletion_insertion
+
+VAL = data_dir() / "imagenet-val-1300"
+needs_data = pytest.mark.skipif(not (VAL / "labels.csv").is_file(), reason="the validation sample is not installed")
+QUICK = SuiteSettings(soft=(1.0, 0.5), binary=(0.25,), batch_size=8)
+
+
+# ------------------------------------------------------------------------------------------- shards
+def test_shards_partition_the_seeded_order_and_the_first_shards_are_a_notebooks_first_images():
+    ids = [f"img{i:03d}" for i in range(23)]
+    shards = [shard_ids(ids, k, 5, seed=3) for k in range(n_shards(len(ids), 5))]
+    assert [len(s) for s in shards] == [5, 5, 5, 5, 3]
+    assert sum(shards, []) == seeded_order(ids, 3)
+    first_12 = sum((shard_ids(ids, k, 5, 3) for k in shards_for(12, 5)), [])[:12]
+    assert first_12 == seeded_order(ids, 3)[:12]
+    assert shards_for(0, 5, total=23) == [0, 1, 2, 3, 4]
+
+
+def test_shard_errors_name_the_fix():
+    with pytest.raises(ValueError, match="shards 0..4"):
+        shard_ids([str(i) for i in range(23)], 5, 5, 0)
+    with pytest.raises(ValueError, match="shard_size"):
+        n_shards(10, 0)
+    with pytest.raises(ValueError, match="total"):
+        shards_for(0, 5)
+
+
+def test_protocol_round_trip_and_spec_errors():
+    text = protocol(mask="soft", fraction=0.5, convention="image")
+    assert parse_protocol(text) == {"mask": "soft", "fraction": "0.5", "convention": "image"}
+    assert parse_protocol("") == {}
+    with pytest.raises(ValueError, match="one of predicted, label"):
+        EvalSpec("m", "gradcam", target="top3")
+    with pytest.raises(ValueError, match="metric group"):
+        EvalSpec("m", "gradcam", group="speed")
+
+
+# ------------------------------------------------------------------------------------------ the rows
+@pytest.fixture(scope="module")
+def shard(lite0):
+    if not (VAL / "labels.csv").is_file():
+        pytest.skip("the validation sample is not installed")
+    ids = shard_ids(ImageFolder(VAL, lite0.preprocess).ids, 0, 3, seed=0)
+    return ImageFolder(VAL, lite0.preprocess, ids=ids)
+
+
+@needs_data
+def test_ad_ic_rows_equal_the_metric_called_directly(lite0, shard, tmp_path):
+    rows = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam"), shard, MapStore(tmp_path, "lite0"), QUICK,
+                          batch_size=2, progress=False)
+    assert list(rows.columns)[:8] == ["image_id", "model", "method", "target_rule", "target", "metric", "protocol", "value"]
+    images = torch.stack([shard[k].image for k in range(len(shard))])
+    maps = MapStore(tmp_path, "lite0").maps(GradCAM(lite0), images,
+                                            shard.ids, torch.tensor(rows.drop_duplicates("image_id").target.tolist()))
+    targets = lite0(images).argmax(1)
+    assert rows.drop_duplicates("image_id").target.tolist() == targets.tolist()
+    for convention in ("image", "normalized"):
+        direct = average_drop_increase(lite0, images, maps, targets, fractions=(0.5,), convention=convention)
+        got = rows[(rows.metric == "drop") & (rows.protocol == f"mask=soft,fraction=0.5,convention={convention}")]
+        assert got.image_id.tolist() == shard.ids
+        torch.testing.assert_close(torch.tensor(got.value.tolist(), dtype=torch.float64), direct["drop"][0.5].double(), rtol=1e-5, atol=1e-5)
+    # 3 images x 2 conventions x (1 original + 3 masks x 3 metrics)
+    assert len(rows) == 3 * 2 * (1 + 3 * 3) and rows.value.notna().all()
+
+
+@needs_data
+def test_causal_localisation_density_rows(lite0, shard, tmp_path):
+    store = MapStore(tmp_path, "lite0")
+    spec = EvalSpec("efficientnet_lite0", "gradcam", target="label", group="causal")
+    causal = evaluate_shard(lite0, spec, shard, store, QUICK, batch_size=8, progress=False)
+    assert sorted(causal.metric.unique()) == ["deletion", "insertion"] and len(causal) == 3 * 4
+    assert causal.target.tolist()[:3] == [shard[k].label for k in range(3)]
+    images = torch.stack([shard[k].image for k in range(3)])
+    maps = torch.stack([store.cache.load(store.key(GradCAM(lite0), i, t))
+                        for i, t in zip(shard.ids, causal.target.tolist()[:3])])
+    ins = deletion_insertion(lite0, images, maps, torch.tensor(causal.target.tolist()[:3]), mode="insertion",
+                             pixels_per_step=1792, substrate="blur")["auc"]
+    got = causal[(causal.metric == "insertion") & causal.protocol.str.contains("blur")].value
+    torch.testing.assert_close(torch.tensor(got.tolist(), dtype=torch.float64), 100 * ins.double(), rtol=1e-5, atol=1e-4)
+    loc = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam", "label", "localisation"), shard, store,
+                         QUICK, progress=False)
+    assert set(loc.metric) == {"pointing", "energy_pointing", "box_share"}
+    assert set(loc.value[loc.metric == "pointing"]) <= {0.0, 100.0}
+    dens = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam", "label", "density"), shard, store,
+                          QUICK, progress=False)
+    assert sorted(dens.metric.unique()) == ["rho+", "rho-"] and (dens.value >= 0).all()
+
+
+@needs_data
+def test_a_shard_is_computed_once_and_recomputed_when_the_settings_change(lite0, shard, tmp_path, monkeypatch):
+    spec = EvalSpec("efficientnet_lite0", "gradcam", group="density")
+    store = MapStore(tmp_path / "maps", "lite0")
+    first = shard_rows(tmp_path / "rows", lite0, spec, 0, shard, store, QUICK, progress=False)
+    assert spec.path(tmp_path / "rows", 0).is_file()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a stored shard")
+
+    monkeypatch.setattr(run_module, "evaluate_shard", fail)
+    again = shard_rows(tmp_path / "rows", lite0, spec, 0, shard, store, QUICK, progress=False)
+    pd.testing.assert_frame_equal(first, again)
+    other = EvalSpec("efficientnet_lite0", "gradcam", group="density", settings={"precision": "bf16"})
+    with pytest.raises(AssertionError, match="recomputed"):  # same file, other settings: recomputed
+        shard_rows(tmp_path / "rows", lite0, other, 0, shard, store, QUICK, progress=False)
+    assert len(read_rows([spec.path(tmp_path / "rows", 0)])) == len(first)
+    with pytest.raises(FileNotFoundError, match="evaluate rule"):
+        read_rows([tmp_path / "nothing.parquet"])
+
+
+@needs_data
+def test_smoothgrad_maps_are_a_function_of_the_image(lite0, shard, tmp_path):
+    """Computed one image at a time: an image's map is the same in a shard of 3 and alone."""
+    spec = EvalSpec("efficientnet_lite0", "smoothgradcam++", group="density", settings={"n_samples": 2})
+    together = evaluate_shard(lite0, spec, shard, MapStore(None, "m"), QUICK, batch_size=3, progress=False)
+    alone = evaluate_shard(lite0, spec, ImageFolder(VAL, lite0.preprocess, ids=shard.ids[1:2]), MapStore(None, "m"),
+                           QUICK, batch_size=3, progress=False)
+    pd.testing.assert_frame_equal(together[together.image_id == shard.ids[1]].reset_index(drop=True), alone)
+
+
+@needs_data
+def test_command_line_writes_the_shard(tmp_path, capsys):
+    out = tmp_path / "rows.parquet"
+    cli_main(["--model", "efficientnet_lite0", "--method", "gradcam", "--group", "localisation", "--target", "label",
+              "--shard", "1", "--shard-size", "2", "--data-dir", str(VAL.parent), "--out", str(out)])
+    rows = read_rows([out])
+    assert set(rows.image_id) <= set(shard_ids(ImageFolder(VAL, lambda x: x).ids, 1, 2, 0))
+    assert "2 checksums verified" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="not JSON"):
+        cli_main(["--model", "efficientnet_lite0", "--method", "gradcam", "--shard", "0", "--shard-size", "2",
+                  "--settings", "{n", "--out", str(out)])
