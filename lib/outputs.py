@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["OUTPUTS_FILE", "notebooks", "declared", "check_outputs"]
+__all__ = ["OUTPUTS_FILE", "notebooks", "declared", "reads", "pipeline_outputs", "check_outputs"]
 
 OUTPUTS_FILE = Path(__file__).resolve().parent.parent / "config" / "outputs.yaml"
 
@@ -26,14 +26,27 @@ def _outputs() -> dict:
 
 def notebooks() -> dict[str, str]:
     """``{"01": "01_attention_map_gradcam", ...}``: each notebook's number and name."""
-    return {k: v["notebook"] for k, v in _outputs().items()}
+    return {k: v["notebook"] for k, v in _outputs().items() if "notebook" in v}
+
+
+def reads(notebook: str) -> dict | None:
+    """The evaluation rows notebook ``notebook`` reads (``methods``, ``target``, ``groups``, ``images``:
+    the name of its image-count parameter), or ``None`` when it reads none."""
+    declared(notebook)  # raises for an unknown notebook
+    entry = _outputs()[str(notebook)].get("reads")
+    return dict(entry) if entry else None
+
+
+def pipeline_outputs() -> list[str]:
+    """The files under figures/ that no notebook writes (the scorecard, the statistics' calibration)."""
+    return list((_outputs().get("pipeline") or {}).get("tables") or [])
 
 
 def declared(notebook: str, kind: str | None = None) -> list[str]:
     """The file names notebook ``notebook`` ("01".."05") writes; ``kind``: "tables" or "figures" only."""
     entry = _outputs().get(str(notebook))
-    if entry is None:
-        raise ValueError(f"no notebook {notebook!r} in {OUTPUTS_FILE.name}. Fix: use one of {sorted(_outputs())}.")
+    if entry is None or "notebook" not in entry:
+        raise ValueError(f"no notebook {notebook!r} in {OUTPUTS_FILE.name}. Fix: use one of {sorted(notebooks())}.")
     kinds = ("tables", "figures") if kind is None else (kind,)
     return [name for k in kinds for name in entry.get(k) or []]
 

@@ -11,12 +11,12 @@ from lib.analysis.map_store import MapStore
 from lib.cams import GradCAM
 from lib.config import data_dir
 from lib.data import ImageFolder
-from lib.evaluation import (EvalSpec, SuiteSettings, evaluate_shard, n_shards, parse_protocol, read_rows,
+from lib.evaluation import (EvalSpec, ad_ic_frame, SuiteSettings, evaluate_shard, n_shards, parse_protocol, read_rows,
                             shard_ids, shard_rows, shards_for)
 from lib.evaluation import run as run_module
 from lib.evaluation.__main__ import main as cli_main
 from lib.evaluation.suite import protocol
-from lib.metrics import average_drop_increase, deletion_insertion
+from lib.metrics import average_drop_increase, deletion_insertion, to_frame
 
 VAL = data_dir() / "imagenet-val-1300"
 needs_data = pytest.mark.skipif(not (VAL / "labels.csv").is_file(), reason="the validation sample is not installed")
@@ -64,21 +64,32 @@ def shard(lite0):
 
 @needs_data
 def test_ad_ic_rows_equal_the_metric_called_directly(lite0, shard, tmp_path):
-    rows = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam"), shard, MapStore(tmp_path, "lite0"), QUICK,
-                          batch_size=2, progress=False)
+    store = MapStore(tmp_path, "lite0")
+    rows = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam"), shard, store, QUICK, batch_size=2,
+                          progress=False)
     assert list(rows.columns)[:8] == ["image_id", "model", "method", "target_rule", "target", "metric", "protocol", "value"]
     images = torch.stack([shard[k].image for k in range(len(shard))])
-    maps = MapStore(tmp_path, "lite0").maps(GradCAM(lite0), images,
-                                            shard.ids, torch.tensor(rows.drop_duplicates("image_id").target.tolist()))
     targets = lite0(images).argmax(1)
     assert rows.drop_duplicates("image_id").target.tolist() == targets.tolist()
-    for convention in ("image", "normalized"):
+    maps = store.maps(GradCAM(lite0), images, shard.ids, targets)  # stored by the evaluation: read back
+    normalized = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam", group="ad_ic_normalized"), shard,
+                                store, QUICK, batch_size=2, progress=False)
+    for convention, got in (("image", rows), ("normalized", normalized)):
         direct = average_drop_increase(lite0, images, maps, targets, fractions=(0.5,), convention=convention)
-        got = rows[(rows.metric == "drop") & (rows.protocol == f"mask=soft,fraction=0.5,convention={convention}")]
+        got = got[(got.metric == "drop") & (got.protocol == f"mask=soft,fraction=0.5,convention={convention}")]
         assert got.image_id.tolist() == shard.ids
-        torch.testing.assert_close(torch.tensor(got.value.tolist(), dtype=torch.float64), direct["drop"][0.5].double(), rtol=1e-5, atol=1e-5)
-    # 3 images x 2 conventions x (1 original + 3 masks x 3 metrics)
-    assert len(rows) == 3 * 2 * (1 + 3 * 3) and rows.value.notna().all()
+        torch.testing.assert_close(torch.tensor(got.value.tolist(), dtype=torch.float64), direct["drop"][0.5].double(),
+                                   rtol=1e-5, atol=1e-5)
+    # 3 images x (1 original + 3 masks x 3 metrics), one convention per group
+    assert len(rows) == len(normalized) == 3 * (1 + 3 * 3) and rows.value.notna().all()
+    # the wide frame of notebooks 01-02 is lib.metrics.to_frame's
+    wide = ad_ic_frame(rows.assign(method="Grad-CAM"))
+    soft = average_drop_increase(lite0, images, maps, targets, fractions=QUICK.soft)
+    expected = to_frame(soft, shard.ids, "Grad-CAM")
+    got = wide[~wide.binary].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got.sort_values(["image_id", "fraction"]).reset_index(drop=True),
+                                  expected.sort_values(["image_id", "fraction"]).reset_index(drop=True),
+                                  check_exact=False, rtol=1e-5, atol=1e-5)
 
 
 @needs_data
@@ -127,7 +138,7 @@ def test_a_shard_is_computed_once_and_recomputed_when_the_settings_change(lite0,
 
 @needs_data
 def test_smoothgrad_maps_are_a_function_of_the_image(lite0, shard, tmp_path):
-    """Computed one image at a time: an image's map is the same in a shard of 3 and alone."""
+    """The same noise for every image: an image's map (and its rows) is the same in a shard of 3 and alone."""
     spec = EvalSpec("efficientnet_lite0", "smoothgradcam++", group="density", settings={"n_samples": 2})
     together = evaluate_shard(lite0, spec, shard, MapStore(None, "m"), QUICK, batch_size=3, progress=False)
     alone = evaluate_shard(lite0, spec, ImageFolder(VAL, lite0.preprocess, ids=shard.ids[1:2]), MapStore(None, "m"),

@@ -94,7 +94,7 @@ def test_predicted_maps_use_the_store_and_equal_direct_maps(tmp_path):
 def test_evaluate_gives_every_image_method_and_mask():
     model, samples = tiny_model(), tiny_samples(5)
     cams = amg.make_cams(model, moved_attention(), seed=0)
-    results = amg.evaluate(model, MapStore(None, "tiny"), cams, samples, batch_size=2)
+    results = amg.evaluate(model, "tiny", MapStore(None, "tiny"), cams, samples, batch_size=2)
     assert len(results) == 5 * len(amg.METHODS) * (len(amg.SOFT) + len(amg.BINARY))
     per_image = amg.per_image_table(results)
     assert list(per_image.columns) == ["image_id", "method", "binary", "fraction", "drop", "increase", "score"]

@@ -36,8 +36,13 @@ NB04_OUTPUTS = declared("04")  # config/outputs.yaml, as the Snakefile reads it
 NOTEBOOK_05 = "notebooks/05_fm_g_cam.ipynb"
 NB05_OUTPUTS = declared("05")  # config/outputs.yaml, as the Snakefile reads it
 LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
-EXPECTED_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1, "notebook_04": 1,
-                 "notebook_05": 1, "claims_scorecard": 1, "all": 1}
+NOTEBOOK_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1,
+                 "notebook_04": 1, "notebook_05": 1, "claims_scorecard": 1, "stats_calibration": 1, "all": 1}
+# notebook 01 reads 6 methods' ad_ic rows: 128 images on a CPU = 2 shards of 64; 2000 (paper) = 32 shards
+EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": 6 * 2}
+PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": 6 * 32}
+FULL_METHODS = 16  # config/config.yaml evaluation.methods
+FULL_SHARDS = 21  # 1300 images in shards of 64
 
 
 def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -229,7 +234,7 @@ def test_every_notebook_parameter_comes_from_config(notebook):
 
 def test_paper_profile_dry_run():
     out = dry_run("--configfile", "config/paper.yaml")
-    assert job_counts(out) == EXPECTED_JOBS, out
+    assert job_counts(out) == PAPER_JOBS, out
     for name in NB01_OUTPUTS:
         assert f"figures/paper/01/{name}" in out, out
 
@@ -294,10 +299,75 @@ def test_data_dir_from_environment_and_config(tmp_path):
 
 def test_snakefile_never_deletes_finished_work():
     """Outputs are plain files: no temp(), directory() outputs or shadow rules, nothing removed."""
-    text = (REPO / "Snakefile").read_text()
-    code = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
-    for pattern in (r"\btemp\(", r"\bdirectory\(", r"\bshadow\s*:", r"\brm\s+-", r"\bonerror\b", r"shutil\.rmtree", r"\.unlink\("):
-        assert not re.search(pattern, code), f"Snakefile uses {pattern!r}"
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    assert len(files) >= 5
+    for path in files:
+        code = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+        for pattern in (r"\btemp\(", r"\bdirectory\(", r"\bshadow\s*:", r"\brm\s+-", r"\bonerror\b",
+                        r"shutil\.rmtree", r"\.unlink\("):
+            assert not re.search(pattern, code), f"{path.name} uses {pattern!r}"
+
+
+def job_blocks(out: str, rule: str) -> list[str]:
+    """The text of every job of ``rule`` in a dry run's listing."""
+    return [block for block in re.split(r"\n\s*\n", out) if re.search(rf"^\s*(localrule|rule) {rule}:", block, re.MULTILINE)]
+
+
+def test_notebook_01_reads_exactly_its_evaluation_shards():
+    """Notebook 01's rule takes as input the 6 methods' ad_ic shards of its first 128 images, and passes
+    the folder and shard size to the notebook; each evaluate job has threads, resources, log and benchmark."""
+    out = dry_run()
+    (block,) = job_blocks(out, "notebook_01")
+    inputs = re.search(r"input: (.+)", block).group(1).split(", ")
+    shards = sorted(i for i in inputs if i.startswith("results/eval/"))
+    assert shards == sorted(f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-{k:04d}.parquet"
+                            for m in ("gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "amgradcam", "amgradcam-free")
+                            for k in (0, 1))
+    assert any(i.endswith("imagenet-val-1300/SHA256SUMS") for i in inputs)  # the data sample is an input
+    params = papermill_args(command_of(out, "01_attention_map_gradcam.ipynb"))
+    assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "64"
+    evaluate = job_blocks(out, "evaluate")
+    assert len(evaluate) == EXPECTED_JOBS["evaluate"]
+    for block in evaluate:
+        assert re.search(r"threads: 1\b", block) or "threads:" not in block  # one thread (benchmarks/threads.json)
+        assert re.search(r"resources:.*\bmem_mb=4000\b.*", block) and re.search(r"\bruntime=60\b", block), block
+        assert "log: results/logs/evaluate/" in block and "benchmark: results/benchmarks/evaluate/" in block
+    am = [b for b in evaluate if "method=amgradcam," in b]
+    assert am and all("results/checkpoints/am_gradcam_efficientnet_lite0.pt" in b for b in am)  # trained weights in
+
+
+def test_slurm_profile_plans_every_shard_with_a_gpu():
+    """`snakemake -n --profile profiles/slurm`: the full evaluation, one evaluate job per (method, group,
+    shard), each asking SLURM for a GPU, grouped eight shards per sbatch job."""
+    proc = run_snakemake("-n", "--forceall", "--nolock", "--profile", "profiles/slurm")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    counts = job_counts(out)
+    assert counts["evaluate"] == FULL_METHODS * 5 * FULL_SHARDS, counts  # 5 metric groups, predicted class
+    assert counts["evaluation_summary"] == 1 and counts["train_am_gradcam"] == 1
+    assert "notebook_01" not in counts
+    evaluate = job_blocks(out, "evaluate")
+    assert all(re.search(r"\bgpu=1\b", b) and re.search(r"\bmem_mb=16000\b", b) and "slurm_partition=" in b
+               for b in evaluate), evaluate[:1]
+    assert "Group job shards" in out
+    assert re.search(r"shard-0020\.parquet", out) and not re.search(r"shard-0021\.parquet", out)
+
+
+def test_full_profile_dry_run_and_config_schema(tmp_path):
+    out = dry_run("--profile", "profiles/full")
+    counts = job_counts(out)
+    assert counts["evaluate"] == FULL_METHODS * 5 * FULL_SHARDS and counts["evaluation_summary"] == 1
+    assert re.search(r"\bgpu=0\b", out)  # the local profile: no GPU on this machine
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("evaluation:\n  shard_size: 0\n")
+    proc = run_snakemake("-n", "--nolock", "--configfile", "config/config.yaml", str(bad))
+    assert proc.returncode != 0 and "shard_size" in proc.stdout + proc.stderr
+
+
+def test_report_captions_are_up_to_date():
+    proc = subprocess.run([sys.executable, "-m", "tools.report_captions", "--check"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -209,8 +209,11 @@ class SmoothGradCAMPlusPlus(CAM):
 
     Noise: ``n_samples = 4`` Gaussian copies with standard deviation ``0.3`` *in the normalised
     tensor* (TorchCAM's defaults, the ones UCAG uses), i.e. ``0.3 * std_c`` per channel on the
-    [0, 1] image, from a seeded generator so maps are reproducible.  The noisy copies of a batch
-    go through the network together (one forward and backward for all of them).
+    [0, 1] image, from a generator seeded with ``seed``.  Each image gets the same ``n_samples``
+    noise tensors (drawn once per call, ``[n_samples, 1, 3, H, W]``, broadcast over the batch), so a
+    map is a function of the image and the seed, whatever batch it is computed in, and can be stored
+    (:class:`lib.analysis.map_store.MapStore`); TorchCAM draws new noise per call instead.  The noisy
+    copies of a batch go through the network together (one forward and backward for all of them).
     """
 
     name = "SmoothGrad-CAM++"
@@ -245,8 +248,8 @@ class SmoothGradCAMPlusPlus(CAM):
         target_ids = resolve_targets(logits, targets)
         std = torch.as_tensor(model.preprocess.std, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
         generator = torch.Generator(device=images.device).manual_seed(self.seed)
-        noise = torch.randn((self.n_samples, *images.shape), generator=generator, device=images.device,
-                            dtype=images.dtype)
+        noise = torch.randn((self.n_samples, 1, *images.shape[1:]), generator=generator, device=images.device,
+                            dtype=images.dtype)  # the same noise for every image: maps do not depend on the batch
         noisy = (images.unsqueeze(0) + self.noise_std * std * noise).flatten(0, 1)  # [n*N, 3, H, W]
         captured = forward_with_gradients(model, noisy, target_ids.repeat(self.n_samples, 1), self.target_layer,
                                           self.precision)

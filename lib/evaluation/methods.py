@@ -17,12 +17,7 @@ from typing import Any, Mapping
 
 from lib.cams import get_method
 
-__all__ = ["PER_IMAGE", "build_method", "method_settings", "normalize_key"]
-
-PER_IMAGE = frozenset({"smoothgradcam++"})
-"""Methods whose maps depend on the batch they are computed in (SmoothGrad-CAM++ draws one noise
-tensor per call): the evaluation computes them one image at a time, so that a map is a function of
-the image and the method's seed and can be stored."""
+__all__ = ["build_method", "method_settings", "normalize_key"]
 
 
 def normalize_key(key: str) -> str:

@@ -18,13 +18,15 @@ from tqdm.auto import tqdm
 
 from lib.analysis.map_store import MapStore, describe
 from lib.cams.targets import resolve_targets
-from lib.data import collate_samples
+from lib.analysis.draws import seeded_order
+from lib.data import ImageFolder, collate_samples
 
-from .methods import PER_IMAGE, build_method, normalize_key
-from .shards import shard_path
+from .methods import build_method
+from .shards import shard_ids, shard_path, shards_for
 from .suite import GROUPS, SuiteSettings, group_rows
 
-__all__ = ["ROW_COLUMNS", "TARGET_RULES", "EvalSpec", "evaluate_shard", "shard_rows", "read_rows", "write_rows"]
+__all__ = ["ROW_COLUMNS", "TARGET_RULES", "EvalSpec", "evaluate_shard", "shard_rows", "dataset_rows", "read_rows",
+           "write_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,6 @@ def _targets(model, images: torch.Tensor, labels: torch.Tensor, rule: str) -> to
         return resolve_targets(model(images), "predicted")[:, 0]
 
 
-def _maps(store: MapStore, cam, key: str, images, ids, targets) -> torch.Tensor:
-    if normalize_key(key) in PER_IMAGE:
-        return torch.cat([store.maps(cam, images[k:k + 1], [i], targets[k:k + 1]) for k, i in enumerate(ids)])
-    return store.maps(cam, images, list(ids), targets)
-
-
 def evaluate_shard(model, spec: EvalSpec, dataset, store: MapStore, suite: SuiteSettings = SuiteSettings(),
                    batch_size: int = 16, cam=None, progress: bool = True) -> pd.DataFrame:
     """The rows (:data:`ROW_COLUMNS`) of ``spec``'s metric group for every image of ``dataset``
@@ -81,7 +77,7 @@ def evaluate_shard(model, spec: EvalSpec, dataset, store: MapStore, suite: Suite
     for batch in tqdm(loader, desc=f"{spec.method} {spec.group}", unit="batch", disable=not progress):
         batch = batch.to(device)
         targets = _targets(model, batch.images, batch.labels, spec.target)
-        maps = _maps(store, cam, spec.method, batch.images, batch.image_ids, targets)
+        maps = store.maps(cam, batch.images, list(batch.image_ids), targets)
         for k, metric, proto, value in group_rows(spec.group, model, batch.images, maps, targets, batch, suite):
             rows.append((batch.image_ids[k], spec.model, spec.method, spec.target, int(targets[k]), metric, proto,
                          value, settings))
@@ -121,10 +117,48 @@ def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int, datas
     path = spec.path(root, shard) if root else None
     if path is not None and path.is_file():
         rows = pd.read_parquet(path, engine="pyarrow")
-        if len(rows) and set(rows["settings"]) == {describe(cam)}:
+        same_settings = len(rows) > 0 and set(rows["settings"]) == {describe(cam)}
+        ids, wanted = set(rows["image_id"]), {str(i) for i in dataset.ids}
+        same_images = ids <= wanted if spec.group == "localisation" else ids == wanted  # no box: no row
+        if same_settings and same_images:
             return rows
-        log.warning("%s was computed with other settings (%s); recomputing it", path, sorted(set(rows["settings"]))[:1])
+        log.warning("%s holds %s; recomputing it", path, "other images (another seed or shard size?)"
+                    if same_settings else f"other settings ({sorted(set(rows['settings']))[:1]})")
     rows = evaluate_shard(model, spec, dataset, store, suite, batch_size, cam=cam, progress=progress)
     if path is not None:
         write_rows(rows, path)
     return rows
+
+
+def dataset_rows(model, model_name: str, cams: Mapping[str, tuple[str, Any]], dataset, store: MapStore, *,
+                 target: str = "predicted", group: str = "ad_ic", eval_dir: str | Path | None = None,
+                 shard_size: int = 32, seed: int = 0, suite: SuiteSettings = SuiteSettings(), batch_size: int = 16,
+                 progress: bool = True) -> pd.DataFrame:
+    """A notebook's rows: for each ``{name: (method key, CAM object)}`` of ``cams``, the rows of every
+    image of ``dataset``, with ``method`` set to ``name``, in the data set's image order.
+
+    When ``dataset`` is an :class:`lib.data.ImageFolder` holding the first ``n`` images of its folder's
+    seeded order (``seed``; how the notebooks draw), they are read shard by shard (:func:`shard_rows`:
+    the pipeline's files under ``eval_dir``, or computed here and written there when missing;
+    ``eval_dir=None``: computed, not written). Any other data set (the packaged photos) is evaluated as is.
+    """
+    ids = [str(i) for i in getattr(dataset, "ids", None) or [dataset[k].image_id for k in range(len(dataset))]]
+    shards: list[tuple[int | None, Any]] = [(None, dataset)]
+    if isinstance(dataset, ImageFolder):
+        every = ImageFolder(dataset.root, dataset.preprocess).ids
+        if set(ids) == set(seeded_order(every, seed)[:len(ids)]):
+            shards = [(k, ImageFolder(dataset.root, dataset.preprocess, ids=shard_ids(every, k, shard_size, seed)))
+                      for k in shards_for(len(ids), shard_size)]
+    parts = []
+    for name, (key, cam) in cams.items():
+        spec = EvalSpec(model_name, key, target, group)
+        for k, part in shards:
+            rows = (evaluate_shard(model, spec, part, store, suite, batch_size, cam=cam, progress=progress) if k is None
+                    else shard_rows(eval_dir, model, spec, k, part, store, suite, batch_size, cam=cam, progress=progress))
+            parts.append(rows.assign(method=name))
+    rows = pd.concat(parts, ignore_index=True)
+    rows = rows[rows.image_id.isin(ids)]
+    order = {i: k for k, i in enumerate(ids)}
+    names = {n: k for k, n in enumerate(cams)}
+    return rows.sort_values(["method", "image_id"], key=lambda c: c.map(names if c.name == "method" else order),
+                            kind="stable").reset_index(drop=True)

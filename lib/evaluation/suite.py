@@ -9,8 +9,12 @@ Every value is in % (the papers' unit). ``protocol`` is ``key=value`` pairs join
 * ``ad_ic``: Average Drop (Eq. 8 summand, ``drop``), Increase in Confidence (Eq. 9 summand, 0 or
   100, ``increase``) and the masked image's class probability (``score``; notebook 01's reading of
   "percentage in"), for L-CAM's soft ``phi_nu`` masks and the attention-guided paper's binary top-x%
-  masks at every paper's fraction, under both masking conventions (:data:`lib.metrics.CONVENTIONS`);
-  plus ``original``, the unmasked image's class probability. :func:`lib.metrics.average_drop_increase`.
+  masks at every paper's fraction, the ``[0, 1]`` image masked (convention ``"image"``: L-CAM's
+  evaluation code, the papers' protocol); plus ``original``, the unmasked image's class probability.
+  :func:`lib.metrics.average_drop_increase`.
+* ``ad_ic_normalized``: the same under the other masking convention (``"normalized"``: the
+  normalised tensor masked, pytorch-grad-cam's and TorchCAM's), a group of its own so that a
+  notebook that reads one convention does not pay for the other.
 * ``causal``: deletion and insertion AUCs (RISE's games, UCAG's step of 1792 pixels) on both
   substrates (zeros and UCAG's blur). :func:`lib.metrics.deletion_insertion`.
 * ``localisation``: the pointing game (hit within 15 pixels of a box of the target class, 0 or 100),
@@ -26,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from lib.metrics import (CONVENTIONS, average_drop_increase, class_box_masks, deletion_insertion,
+from lib.metrics import (average_drop_increase, class_box_masks, deletion_insertion,
                          energy_pointing_game, map_density, pointing_game)
 
 __all__ = ["GROUPS", "SuiteSettings", "Row", "group_rows", "parse_protocol", "protocol"]
@@ -43,7 +47,6 @@ class SuiteSettings:
     """``phi_nu`` fractions: L-CAM's 100/50/15 % and the attention-guided paper's 5-50 %."""
     binary: tuple[float, ...] = (0.5, 0.25, 0.2, 0.1, 0.05)
     """Binary top-x % masks (attention-guided Grad-CAM, Sec. 4.2, Table 4)."""
-    conventions: tuple[str, ...] = CONVENTIONS
     substrates: tuple[str, ...] = ("zero", "blur")
     pixels_per_step: int = 1792
     """Deletion / insertion step (UCAG: 224 * 8)."""
@@ -77,20 +80,23 @@ def _rows(metric: str, proto: str, values: torch.Tensor, keep: torch.Tensor | No
     return [(i, metric, proto, float(v)) for i, (v, k) in enumerate(zip(values, keep)) if k]
 
 
-def ad_ic_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
+def ad_ic_rows(model, images, maps, targets, batch, s: SuiteSettings, convention: str = "image") -> list[Row]:
     rows: list[Row] = []
-    for convention in s.conventions:
-        original = None
-        for binary, fractions in ((False, s.soft), (True, s.binary)):
-            res = average_drop_increase(model, images, maps, targets, fractions=fractions, binary=binary,
-                                        convention=convention, batch_size=s.batch_size, original=original)
-            if original is None:
-                original = res["original"] / 100
-                rows += _rows("original", protocol(convention=convention), res["original"])
-            for f in fractions:
-                proto = protocol(mask="binary" if binary else "soft", fraction=float(f), convention=convention)
-                rows += [r for metric in ("drop", "increase", "score") for r in _rows(metric, proto, res[metric][f])]
+    original = None
+    for binary, fractions in ((False, s.soft), (True, s.binary)):
+        res = average_drop_increase(model, images, maps, targets, fractions=fractions, binary=binary,
+                                    convention=convention, batch_size=s.batch_size, original=original)
+        if original is None:
+            original = res["original"] / 100
+            rows += _rows("original", protocol(convention=convention), res["original"])
+        for f in fractions:
+            proto = protocol(mask="binary" if binary else "soft", fraction=float(f), convention=convention)
+            rows += [r for metric in ("drop", "increase", "score") for r in _rows(metric, proto, res[metric][f])]
     return rows
+
+
+def ad_ic_normalized_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
+    return ad_ic_rows(model, images, maps, targets, batch, s, convention="normalized")
 
 
 def causal_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
@@ -123,6 +129,7 @@ def density_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[
 
 GROUPS: dict[str, Callable[..., list[Row]]] = {
     "ad_ic": ad_ic_rows,
+    "ad_ic_normalized": ad_ic_normalized_rows,
     "causal": causal_rows,
     "localisation": localisation_rows,
     "density": density_rows,

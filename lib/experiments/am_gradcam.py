@@ -4,10 +4,10 @@ The notebook calls one function per step of the paper's experiment section:
 
 * :func:`validation_set` / :func:`attention_for_run`: the seeded evaluation images, and the
   attention's weights (a checkpoint, or trained here by :mod:`lib.train_am_gradcam`);
-* :func:`make_cams` and :func:`evaluate`: the maps of every method for the predicted class
-  (through :class:`lib.analysis.map_store.MapStore`) and their per-image Average Drop, Increase in
-  Confidence (Eqs. 8-9) and class probability of the masked image, for L-CAM's soft ``phi_nu`` masks
-  and the paper's binary top-x% masks (Sec. 4.2);
+* :func:`make_cams` and :func:`evaluate`: every method's per-image Average Drop, Increase in
+  Confidence (Eqs. 8-9) and class probability of the masked image for the predicted class, for
+  L-CAM's soft ``phi_nu`` masks and the paper's binary top-x% masks (Sec. 4.2): the rows of the
+  pipeline's evaluation shards (:mod:`lib.evaluation`), or computed here when run alone;
 * :func:`table3`, :func:`table3_extended`, :func:`table4`, :func:`paired_vs_gradcam`: tidy tables of
   numbers (:func:`lib.analysis.tables.summarize` / :func:`~lib.analysis.tables.paired`), with the
   paper's values as a column;
@@ -31,16 +31,17 @@ from lib import config as _config
 from lib.analysis.draws import seeded_order
 from lib.analysis.map_store import MapStore
 from lib.analysis.tables import display_table, paired, summarize
+from lib.evaluation import SuiteSettings, ad_ic_frame, dataset_rows
 from lib.cams import GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM
 from lib.cams.attention import AMGradCAM, ParameterFreeAttention
 from lib.cams.targets import resolve_targets
 from lib.data import ImageFolder, collate_samples, open_dataset, verify_checksums
-from lib.metrics import average_drop_increase, phi, to_frame
+from lib.metrics import phi
 from lib.plotting import maps_figure, metric_curve_figure, thresholded_figure
 from lib.train_am_gradcam import TrainConfig, load_attention, train_attention
 
 __all__ = ["METHODS", "BASELINES", "SOFT", "BINARY", "PAPER_T3", "PAPER_T4", "draw_ids", "validation_set",
-           "attention_for_run", "make_cams", "predicted_maps", "ad_ic_frame", "evaluate", "per_image_table",
+           "attention_for_run", "make_cams", "predicted_maps", "evaluate", "per_image_table",
            "table3", "table3_extended", "table4", "paired_vs_gradcam", "show_table3", "show_table4",
            "percentage_in_figure", "overview_figure", "fig7_figures", "check_results", "key_numbers",
            "findings_markdown"]
@@ -48,6 +49,9 @@ __all__ = ["METHODS", "BASELINES", "SOFT", "BINARY", "PAPER_T3", "PAPER_T4", "dr
 METHODS = ["Grad-CAM", "Grad-CAM++", "SmoothGrad-CAM++", "XGrad-CAM", "AM-Grad-CAM",
            "AM-Grad-CAM (parameter-free)"]
 BASELINES = METHODS[:4]
+EVAL_KEYS = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++", "SmoothGrad-CAM++": "smoothgradcam++",
+             "XGrad-CAM": "xgradcam", "AM-Grad-CAM": "amgradcam", "AM-Grad-CAM (parameter-free)": "amgradcam-free"}
+"""The method keys of :mod:`lib.evaluation` (config/outputs.yaml, ``reads:`` of notebook 01)."""
 SOFT = (1.0, 0.5, 0.25, 0.2, 0.15, 0.1, 0.05)  # phi_nu soft masks (L-CAM's AD/IC at 100/50/15 %)
 BINARY = (0.5, 0.25, 0.2, 0.1, 0.05)  # the paper's binary top-x % masks (Sec. 4.2, Table 4)
 METRIC_NAMES = {"drop": "AD", "increase": "IC", "score": "percentage in"}
@@ -131,32 +135,17 @@ def predicted_maps(store: MapStore, cams: Mapping, images: torch.Tensor, image_i
     return {name: store.maps(cam, images, list(image_ids), targets) for name, cam in cams.items()}, targets
 
 
-def ad_ic_frame(model: nn.Module, images: torch.Tensor, maps: Mapping[str, torch.Tensor], targets: torch.Tensor,
-                image_ids: Sequence[str], batch_size: int) -> pd.DataFrame:
-    """Per-image drop, increase and score (Eqs. 8-9; ``score`` = 100 O, the masked image's class
-    probability) of each method's maps, for the :data:`SOFT` then the :data:`BINARY` masks; ``Y``
-    (the original image's probability) is computed once per batch."""
-    frames, original = [], None
-    for name, m in maps.items():
-        for binary, fractions in ((False, SOFT), (True, BINARY)):
-            result = average_drop_increase(model, images, m, targets, fractions=fractions, binary=binary,
-                                           batch_size=batch_size, original=original)
-            original = result["original"] / 100
-            frames.append(to_frame(result, image_ids=list(image_ids), method=name))
-    return pd.concat(frames, ignore_index=True)
-
-
-def evaluate(model: nn.Module, store: MapStore, cams: Mapping, dataset, batch_size: int) -> pd.DataFrame:
-    """:func:`ad_ic_frame` over ``dataset`` in batches of ``batch_size``: one row per (image, method,
-    mask), columns of :func:`lib.metrics.to_frame`."""
-    device = next(model.parameters()).device
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_samples)
-    frames = []
-    for batch in tqdm(loader, desc="maps + AD/IC", unit="batch"):
-        images = batch.images.to(device)
-        maps, targets = predicted_maps(store, cams, images, batch.image_ids)
-        frames.append(ad_ic_frame(model, images, maps, targets, batch.image_ids, batch_size))
-    return pd.concat(frames, ignore_index=True)
+def evaluate(model: nn.Module, model_name: str, store: MapStore, cams: Mapping, dataset, batch_size: int,
+             eval_dir: str | None = None, shard_size: int = 32, seed: int = 0) -> pd.DataFrame:
+    """Every method's per-image drop, increase and score (Eqs. 8-9) for the predicted class, the soft
+    :data:`SOFT` and binary :data:`BINARY` masks, masking convention "image" (L-CAM's): read from the
+    pipeline's evaluation shards (:func:`lib.evaluation.dataset_rows`, rows under ``eval_dir``) or computed
+    here; one row per (image, method, mask), columns of :func:`lib.metrics.to_frame`."""
+    keyed = {name: (EVAL_KEYS[name], cam) for name, cam in cams.items()}
+    rows = dataset_rows(model, model_name, keyed, dataset, store, target="predicted", group="ad_ic",
+                        eval_dir=eval_dir or None, shard_size=shard_size, seed=seed,
+                        suite=SuiteSettings(batch_size=batch_size), batch_size=batch_size)
+    return ad_ic_frame(rows, convention="image")
 
 
 # ------------------------------------------------------------------------------------------ tables

@@ -1,0 +1,101 @@
+"""The pipeline really runs: evaluation shards in parallel jobs, a kill mid-run, and a resume.
+
+A small full-profile configuration (two cheap methods, the density group, shards of two images) in a
+temporary results folder: the same command after a `kill` of the whole Snakemake process group keeps
+the finished shards (same files, untouched), reruns only what was interrupted or not started, and
+ends with the same summary table as an uninterrupted run in another folder (its own map store, so
+nothing is shared). Then `snakemake --report` of the finished run holds its tables. Minutes on two
+cores; needs the validation sample and Lite0's weights (offline).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from lib.config import data_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+VAL = data_dir() / "imagenet-val-1300"
+pytestmark = pytest.mark.skipif(not (VAL / "labels.csv").is_file(), reason="the validation sample is not installed")
+METHODS = ["gradcam", "eigencam"]
+N_IMAGES, SHARD = 6, 2
+SHARDS = N_IMAGES // SHARD * len(METHODS)
+
+
+def config_file(tmp: Path, name: str) -> Path:
+    cfg = {"results_dir": str(tmp / name / "results"), "figures_dir": str(tmp / name / "figures"),
+           "device": "cpu",
+           "evaluation": {"full": True, "n_images": N_IMAGES, "shard_size": SHARD, "groups": ["density"],
+                          "targets": ["predicted"], "full_methods": METHODS}}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def snakemake(cfg: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{SNAKEMAKE.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.Popen([str(SNAKEMAKE), "--cores", "2", "--configfile", "config/config.yaml", str(cfg),
+                             "--rerun-incomplete", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 900) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    return out
+
+
+def shards(root: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in sorted((root / "results" / "eval").rglob("shard-*.parquet"))}
+
+
+def test_kill_and_resume_reproduces_an_uninterrupted_run(tmp_path):
+    reference_cfg = config_file(tmp_path, "reference")
+    finish(snakemake(reference_cfg))
+    assert len(shards(tmp_path / "reference")) == SHARDS
+
+    cfg = config_file(tmp_path, "killed")
+    proc = snakemake(cfg)
+    deadline = time.time() + 600
+    while len(shards(tmp_path / "killed")) < 2 and time.time() < deadline:  # two shards done, others running
+        time.sleep(0.5)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    time.sleep(1)
+    killed_at = time.time_ns()
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group: Snakemake and its running jobs
+    proc.wait()
+    kept = shards(tmp_path / "killed")
+    assert 2 <= len(kept) < SHARDS, f"{len(kept)} shards at the kill"
+    # a shard renamed into place in the last second may not be recorded as finished yet: Snakemake rightly reruns it
+    settled = {p: t for p, t in kept.items() if t < killed_at - 1_000_000_000}
+    assert settled, "no shard finished a second before the kill"
+
+    out = finish(snakemake(cfg))
+    after = shards(tmp_path / "killed")
+    assert len(after) == SHARDS
+    assert all(after[p] == mtime for p, mtime in settled.items()), "a finished shard was recomputed"
+    assert SHARDS - len(kept) <= out.count("rule evaluate:") <= SHARDS - len(settled), out
+
+    ours = pd.read_csv(tmp_path / "killed" / "figures" / "evaluation_summary.csv")
+    reference = pd.read_csv(tmp_path / "reference" / "figures" / "evaluation_summary.csv")
+    pd.testing.assert_frame_equal(ours, reference)
+    assert set(ours.method) == set(METHODS) and (ours.n == N_IMAGES).all()
+
+    report = tmp_path / "report.zip"
+    proc = subprocess.run([str(SNAKEMAKE), "--configfile", "config/config.yaml", str(cfg), "--report", str(report)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = zipfile.ZipFile(report).namelist()
+    assert any(n.endswith("evaluation_summary.csv") for n in names), names
+    assert any(n.endswith("evaluation_cost.csv") for n in names), names

@@ -1,0 +1,173 @@
+# Shared definitions of the rules: paths, the data inputs, the notebooks' parameters and the shards each
+# notebook reads, threads and resources from the config.
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+# Jobs call `python` and `papermill` from the environment Snakemake itself runs in (the .venv of
+# `make pipeline`), also when that environment is not activated.
+os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+
+REPO = Path(workflow.basedir)
+sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake runs outside .venv
+from lib.config import data_dir, resolve_device, split_dir  # noqa: E402
+from lib.evaluation import shards_for  # noqa: E402
+from lib.outputs import declared, notebooks, pipeline_outputs, reads  # noqa: E402
+
+RESULTS = config["results_dir"]
+FIGURES = config["figures_dir"]
+DEVICE = str(config["device"])
+# The device the jobs will run on, known when the DAG is built: a notebook evaluates its _gpu image count
+# on a GPU and its _cpu count on a CPU, and the shards it reads follow from that count.
+ON_GPU = DEVICE.startswith("cuda") or (DEVICE == "auto" and resolve_device("auto").type == "cuda")
+# One map store for every job (lib.analysis.map_store): a map of the same model, method, settings,
+# layer, image and target is computed once, whichever job asks first.
+MAP_STORE = f"{RESULTS}/cache/maps"
+EVAL = config["evaluation"]
+EVAL_DIR = f"{RESULTS}/eval"
+NOTEBOOKS = notebooks()  # {"01": "01_attention_map_gradcam", ...}
+# With --use-conda, jobs run in the environment of config/envs/compendium.yml (the dependencies of
+# pyproject.toml; `lib` comes from the checkout through PYTHONPATH); `make pipeline` uses .venv.
+CONDA_ENV = str(REPO / "config" / "envs" / "compendium.yml")
+
+
+def data_root():
+    """config data_dir, else $CAM_DATA_DIR, else ../shared/data when it exists, else local-data/
+    (lib.config.data_dir; `make data` builds the samples there); absolute."""
+    return str(data_dir(str(config.get("data_dir") or "")).resolve())
+
+
+def data_inputs(split):
+    """The data set's checksums (SHA256SUMS) as an input, so a changed sample reruns what reads it;
+    its labels.csv where there are no checksums (your own ILSVRC2012 folder), else nothing."""
+    root = split_dir(split, data_root())
+    for name in ("SHA256SUMS", "labels.csv"):
+        if (root / name).is_file():
+            return [str(root / name)]
+    return []
+
+
+def n_images(split):
+    """Images in a data set with a labels.csv (the sample layout); None for class folders."""
+    labels = split_dir(split, data_root()) / "labels.csv"
+    if not labels.is_file():
+        return None
+    with open(labels) as f:
+        return max(0, sum(1 for line in f if line.strip()) - 1)
+
+
+def gpus():
+    """GPUs a job asks for (Snakemake's standard `gpu` resource): 1 when the jobs run on CUDA."""
+    return 1 if ON_GPU else 0
+
+
+def threads(kind):
+    """config threads.<kind>; 0 means every core Snakemake was given."""
+    return int(config["threads"][kind]) or workflow.cores
+
+
+def resources(kind):
+    """config resources.<kind> (mem_mb, runtime in minutes) and the gpu count."""
+    return {**config["resources"][kind], "gpu": gpus()}
+
+
+def sources(*folders):
+    """The Python files under lib/<folder> (or the files named): a job depends on the code it runs."""
+    files = []
+    for folder in folders:
+        path = REPO / "lib" / folder
+        files += [path] if path.is_file() else sorted(path.rglob("*.py"))
+    return sorted(str(p.relative_to(REPO)) for p in files)
+
+
+def lib_sources():
+    """The library's Python files: notebooks depend on them, so a library change reruns them."""
+    return sources("")
+
+
+NB01 = config["notebook01"]
+NB02 = config["notebook02"]
+LCAM_VARIANTS = [f"{variant}_{loss}" for variant in ("fm", "img") for loss in ("full", "ce")]
+
+
+def checkpoint_path(model):
+    """AM-Grad-CAM's trained attention of a model (rule train_am_gradcam)."""
+    return f"{RESULTS}/checkpoints/am_gradcam_{model}.pt"
+
+
+def lcam_checkpoints(model):
+    """The four L-CAM checkpoints of notebook 02: L-CAM-Fm, L-CAM-Img and their CE-only ablations."""
+    return [f"{RESULTS}/checkpoints/lcam_{model}_{v}.pt" for v in LCAM_VARIANTS]
+
+
+def job_data_dir(wildcards):
+    """The data root a job reads (a parameter: the data sets are not files Snakemake creates)."""
+    return data_root()
+
+
+def papermill_params(params):
+    """papermill arguments for a dict of notebook parameters: strings raw (-r), numbers typed (-p)."""
+    args = []
+    for name, value in params.items():
+        if isinstance(value, (bool, int, float)):
+            args += ["-p", name, str(value)]
+        else:
+            args += ["-r", name, str(value)]
+    return shlex.join(args)
+
+
+# --------------------------------------------------------------------------------------------- shards
+def shard_file(model, method, target, group, shard):
+    """The rows of one shard (shard: a number, or "{shard}" for the rule's pattern)."""
+    shard = shard if isinstance(shard, str) else f"{int(shard):04d}"
+    return f"{EVAL_DIR}/{model}/{method}/{target}/{group}/shard-{shard}.parquet"
+
+
+def shard_files(model, methods, targets, groups, n, val_dir):
+    """Every shard of the first n images (0: all) of val_dir, for each method x target x group."""
+    shards = shards_for(n, EVAL["shard_size"], n_images(val_dir))
+    return [shard_file(model, m, t, g, k) for m in methods for t in targets for g in groups for k in shards]
+
+
+def notebook_rows(nb):
+    """The evaluation shards notebook nb reads (config/outputs.yaml `reads:`), for its image count."""
+    spec = reads(nb)
+    if spec is None:
+        return []
+    section = config[f"notebook{nb}"]
+    if int(section["seed"]) != int(EVAL["seed"]):
+        raise ValueError(f"notebook{nb}.seed ({section['seed']}) differs from evaluation.seed ({EVAL['seed']}): the "
+                         "shards slice the evaluation's seeded order, so a notebook reading them must draw with the same "
+                         "seed. Fix: set both to the same value.")
+    n = int(section[f"{spec['images']}_{'gpu' if ON_GPU else 'cpu'}"])
+    return shard_files(section["model"], spec["methods"], [spec["target"]], spec["groups"], n, section["val_dir"])
+
+
+def method_settings(method, model):
+    """The settings of a method key for the evaluate rule (config evaluation.methods); AM-Grad-CAM's
+    `checkpoint: train` is the train_am_gradcam rule's checkpoint of the model."""
+    settings = dict(EVAL["methods"].get(method) or {})
+    if settings.get("checkpoint") == "train":
+        settings["checkpoint"] = os.path.abspath(checkpoint_path(model))
+    return settings
+
+
+def method_inputs(wildcards):
+    """A method's trained weights (AM-Grad-CAM's checkpoint) when it has any."""
+    settings = EVAL["methods"].get(wildcards.method) or {}
+    return [checkpoint_path(wildcards.model)] if settings.get("checkpoint") == "train" else []
+
+
+def check_methods():
+    """Every method a notebook reads or the full profile evaluates has settings in evaluation.methods."""
+    wanted = set(EVAL["full_methods"]) | {m for nb in NOTEBOOKS for m in (reads(nb) or {}).get("methods", [])}
+    unknown = sorted(wanted - set(EVAL["methods"]))
+    if unknown:
+        raise ValueError(f"methods {unknown} (config/outputs.yaml `reads:` or evaluation.full_methods) are not in "
+                         "evaluation.methods. Fix: add them there (with {} for the defaults).")
+
+
+check_methods()

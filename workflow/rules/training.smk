@@ -1,0 +1,69 @@
+# The learned attentions: AM-Grad-CAM's (paper 01) and L-CAM's four (paper 02), one checkpoint per job.
+
+rule train_am_gradcam:
+    """Train AM-Grad-CAM's channel/spatial attention on the frozen classifier (paper 01)."""
+    input:
+        data=data_inputs(NB01["train_dir"]),
+        code=sources("train_am_gradcam.py", "cams/attention.py"),
+    output:
+        checkpoint=checkpoint_path("{model}"),
+    log:
+        f"{RESULTS}/logs/train_am_gradcam_{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_am_gradcam_{{model}}.tsv"
+    params:
+        repo=str(REPO),  # on PYTHONPATH: jobs import lib from this checkout (also under --use-conda)
+        data_dir=job_data_dir,
+        train_dir=NB01["train_dir"],
+        epochs=NB01["train_epochs"],
+        images=NB01["train_images"],
+        batch_size=NB01["train_batch_size"],
+        seed=NB01["seed"],
+        device=DEVICE,
+    threads: threads("train")
+    resources:
+        **resources("train"),
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
+        " --model {wildcards.model:q} --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
+        " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
+        " --seed {params.seed} --device {params.device:q} --out {output.checkpoint:q}"
+        " > {log:q} 2>&1"
+
+
+rule train_lcam:
+    """Train one L-CAM attention on the frozen classifier (paper 02): variant img|fm, loss full|ce."""
+    input:
+        data=data_inputs(NB02["train_dir"]),
+        code=sources("train_lcam.py", "cams/lcam.py"),
+    output:
+        checkpoint=f"{RESULTS}/checkpoints/lcam_{{model}}_{{variant}}_{{loss}}.pt",
+    log:
+        f"{RESULTS}/logs/train_lcam_{{model}}_{{variant}}_{{loss}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_lcam_{{model}}_{{variant}}_{{loss}}.tsv"
+    params:
+        repo=str(REPO),
+        data_dir=job_data_dir,
+        train_dir=NB02["train_dir"],
+        epochs=NB02["train_epochs"],
+        images=NB02["train_images"],
+        batch_size=NB02["train_batch_size"],
+        lr_decay=NB02["train_lr_decay"],
+        seed=NB02["seed"],
+        device=DEVICE,
+        ce_only=lambda wildcards: "--ce-only" if wildcards.loss == "ce" else "",
+    threads: threads("train")
+    resources:
+        **resources("train"),
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.train_lcam"
+        " --model {wildcards.model:q} --variant {wildcards.variant} {params.ce_only}"
+        " --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
+        " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
+        " --lr-decay {params.lr_decay} --seed {params.seed} --device {params.device:q}"
+        " --out {output.checkpoint:q} > {log:q} 2>&1"
