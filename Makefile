@@ -27,12 +27,14 @@ PYTEST_ARGS ?=
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 SNAKEMAKE := $(RUN) $(BIN)/snakemake --cores $(CORES) --rerun-incomplete --keep-going --printshellcmds
 
-.PHONY: help install lock envs data pipeline paper test pytest nbval lab explorer clean-venv
+.PHONY: help install lock envs data pipeline paper full gpu-check test pytest nbval lab explorer clean-venv
 
 help:
 	@echo "make pipeline   run the whole pipeline (default profile: offline, CPU or GPU as found)"
 	@echo "make test       run every test (pytest + nbval + snakemake lint and dry runs)"
 	@echo "make paper      run the pipeline with config/paper.yaml (ResNet-50, your ILSVRC2012, GPU)"
+	@echo "make full       every method on all 1300 images, every metric, sharded (profiles/full)"
+	@echo "make gpu-check  on a CUDA machine: CUDA tests, benchmark with the peer, one shard per method (< 10 min)"
 	@echo "make lab        open Jupyter Lab on the notebooks"
 	@echo "make explorer   open the interactive CAM explorer (notebooks/explorer.ipynb) in Jupyter Lab"
 	@echo "make install    only create $(VENV) and install the locked versions ($(LOCK)) and this repository"
@@ -78,6 +80,15 @@ pipeline: $(STAMP) data
 
 paper: $(STAMP)
 	$(SNAKEMAKE) --configfile config/paper.yaml $(SNAKEMAKE_ARGS)
+
+# Every method on every image of the sample, every metric group, sharded (config/full.yaml).
+full: $(STAMP) data
+	$(RUN) $(BIN)/snakemake --profile profiles/full $(SNAKEMAKE_ARGS)
+
+# On a CUDA machine: the CUDA-only tests, the benchmark with the peer, one shard of every method through
+# the evaluate rule; writes benchmarks/results/gpu.json (tools/gpu_check.py).
+gpu-check: $(STAMP) data
+	$(RUN) $(BIN)/python -m tools.gpu_check
 
 # Every test; the exit status is non-zero when any part fails (both parts always run).
 test: $(STAMP) data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -157,3 +158,23 @@ def test_command_line_writes_the_shard(tmp_path, capsys):
     with pytest.raises(SystemExit, match="not JSON"):
         cli_main(["--model", "efficientnet_lite0", "--method", "gradcam", "--shard", "0", "--shard-size", "2",
                   "--settings", "{n", "--out", str(out)])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_data
+def test_rows_on_cuda_equal_the_cpu_rows(shard, tmp_path):
+    """The same shard on the GPU: the same targets, AD/IC and densities within float tolerance."""
+    from lib.models import load_model
+
+    rows = {}
+    for device in ("cpu", "cuda"):
+        model = load_model("efficientnet_lite0", device=device)
+        for group in ("ad_ic", "density"):
+            rows[device, group] = evaluate_shard(model, EvalSpec("efficientnet_lite0", "gradcam", group=group), shard,
+                                                 MapStore(None, "m"), QUICK, progress=False)
+    for group in ("ad_ic", "density"):
+        cpu, gpu = rows["cpu", group], rows["cuda", group]
+        assert cpu.target.tolist() == gpu.target.tolist()
+        keep = cpu.metric != "increase"  # a 0/100 flag may flip where O and Y are within rounding
+        np.testing.assert_allclose(gpu.value[keep], cpu.value[keep], rtol=1e-3, atol=0.05)

@@ -369,6 +369,7 @@ def test_bf16_falls_back_to_fp32_on_cpu_eager(caplog):
     torch.testing.assert_close(maps, ScoreCAM(model)(x, 2))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bf16_close_to_fp32_on_cuda():
     model = tiny_model().cuda()

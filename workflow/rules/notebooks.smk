@@ -84,6 +84,7 @@ for nb, name in NOTEBOOKS.items():
         threads: threads("notebook")
         resources:
             **resources("notebook"),
+        priority: NOTEBOOK_PRIORITY.get(nb, 0)
         conda:
             CONDA_ENV
         shell:

@@ -58,6 +58,7 @@ rule train_lcam:
     threads: threads("train")
     resources:
         **resources("train"),
+    priority: NOTEBOOK_PRIORITY["02"]
     conda:
         CONDA_ENV
     shell:
