@@ -8,8 +8,8 @@ shard per (method, group), on this machine's CPU (``device: cpu``) in ``results/
 run it again after an interruption). Then, from the evaluate rule's benchmark files (Snakemake's
 ``s``, ``cpu_time``, ``max_rss``) and ``tools.evaluation_summary.cost_table``: per method and group the
 measured seconds per shard and per image, and the projection to every image of the sample in shards of
-the default size: CPU-hours (CPU seconds per image x images), wall hours on this machine (every core
-busy), and GPU hours where ``benchmarks/results/gpu.json`` (``make gpu-check``) holds a GPU's measured
+the default size: CPU-hours (core-seconds per image, i.e. wall x the job's threads, x images), wall hours
+on this machine (every core busy), and GPU hours where ``benchmarks/results/gpu.json`` (``make gpu-check``) holds a GPU's measured
 rate. Each job's ~10 s start (Python, torch) is spread over ``--images`` images here and over a whole
 shard in the profile, so the projection is an upper bound by about 10 s x jobs.
 
@@ -57,7 +57,7 @@ def readme_table(result: dict) -> str:
              f"Measured on {result['machine']['cores']} CPU cores, one shard of {result['images_per_shard']} images per "
              f"(method, metric group), {result['jobs']} jobs, {result['wall_s'] / 60:.1f} min wall; projected to "
              f"{result['projected_images']} images in shards of {result['default_shard_size']}:", "",
-             "| method | measured s per shard (all groups) | CPU s per image | projected CPU-hours | "
+             "| method | measured s per shard (all groups) | core-s per image | projected CPU-hours | "
              "projected wall hours here | projected GPU hours |", "|---|---|---|---|---|---|"]
     for r in rows:
         gpu = f"{r['projected_gpu_hours']:.2f}" if r["projected_gpu_hours"] is not None else "no GPU rate measured"
@@ -75,10 +75,14 @@ def main(argv=None) -> int:
     p.add_argument("--images", type=int, default=16, help="images of the measured shard")
     p.add_argument("--total-images", type=int, default=1300)
     p.add_argument("--update-readme", action="store_true")
+    p.add_argument("--tables-only", action="store_true",
+                   help="only recompute the tables from the last run's benchmark files (its wall time from the JSON)")
     args = p.parse_args(argv)
-    wall = run_profile(args.images)
-    default = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["evaluation"]["shard_size"]
-    cost = cost_table(benchmark_frame(OUT / "benchmarks" / "evaluate", OUT / "eval"), args.total_images, default)
+    out = ROOT / "benchmarks" / "results" / "full_profile.json"
+    wall = json.loads(out.read_text())["wall_s"] if args.tables_only else run_profile(args.images)
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    default, threads = config["evaluation"]["shard_size"], int(config["threads"]["evaluate"]) or (os.cpu_count() or 1)
+    cost = cost_table(benchmark_frame(OUT / "benchmarks" / "evaluate", OUT / "eval"), args.total_images, default, threads)
     cores = os.cpu_count() or 1
     per = cost.groupby("method", sort=False).agg(
         wall_s_per_shard=("s", "sum"), cpu_s_per_image=("cpu_s_per_image", "sum"),
@@ -97,7 +101,6 @@ def main(argv=None) -> int:
                         "projected_cpu_hours": float(per.projected_cpu_hours.sum()),
                         "projected_wall_hours": float(per.projected_wall_hours.sum()), "projected_gpu_hours": gpu},
               "per_group": cost.drop(columns=["model"]).to_dict("records")}
-    out = ROOT / "benchmarks" / "results" / "full_profile.json"
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(readme_table(result))
     if args.update_readme:

@@ -153,6 +153,13 @@ def test_evaluate_ad_ic_rows_and_the_map_store_give_the_same_numbers(tmp_path):
     pd.testing.assert_frame_equal(plain.sort_values(["method", "image_id", "fraction"]).reset_index(drop=True),
                                   again.sort_values(["method", "image_id", "fraction"]).reset_index(drop=True))
     assert first["ids"] == ["x0", "x1"] and first["maps"]["Grad-CAM"].shape == (2, 8, 8)
+    # Grad-CAM read from lib.evaluation's rows (as notebook 02 reads the pipeline's shards): the same numbers
+    shared, first_shared = ex.evaluate_ad_ic(model, cams, Data(), MapStore(None, "tiny"), 2, torch.device("cpu"),
+                                             shared=["Grad-CAM"], model_name="tiny")
+    key = ["method", "image_id", "fraction"]
+    pd.testing.assert_frame_equal(plain.sort_values(key).reset_index(drop=True),
+                                  shared.sort_values(key).reset_index(drop=True), check_exact=False, atol=1e-5)
+    assert torch.equal(first_shared["maps"]["Grad-CAM"], first["maps"]["Grad-CAM"])
 
 
 def test_class_specific_scores_per_composite():

@@ -336,6 +336,20 @@ def test_notebook_01_reads_exactly_its_evaluation_shards():
     assert am and all("results/checkpoints/am_gradcam_efficientnet_lite0.pt" in b for b in am)  # trained weights in
 
 
+def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
+    """Computed once: notebook 02's Grad-CAM and Grad-CAM++ rows are notebook 01's files, no new evaluate job."""
+    out = dry_run()
+    inputs = {}
+    for nb in ("01", "02"):
+        (block,) = job_blocks(out, f"notebook_{nb}")
+        inputs[nb] = {i for i in re.search(r"input: (.+)", block).group(1).split(", ") if i.startswith("results/eval/")}
+    assert inputs["02"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-{k:04d}.parquet"
+                            for m in ("gradcam", "gradcam++") for k in (0, 1)}
+    assert inputs["02"] < inputs["01"]
+    params = papermill_args(command_of(out, "02_l_cam.ipynb"))
+    assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "64"
+
+
 def test_slurm_profile_plans_every_shard_with_a_gpu():
     """`snakemake -n --profile profiles/slurm`: the full evaluation, one evaluate job per (method, group,
     shard), each asking SLURM for a GPU, grouped eight shards per sbatch job."""
@@ -358,6 +372,9 @@ def test_full_profile_dry_run_and_config_schema(tmp_path):
     counts = job_counts(out)
     assert counts["evaluate"] == FULL_METHODS * 5 * FULL_SHARDS and counts["evaluation_summary"] == 1
     assert re.search(r"\bgpu=0\b", out)  # the local profile: no GPU on this machine
+    # a shard's other groups wait for its ad_ic job, which computes the maps into the store
+    (causal,) = [b for b in job_blocks(out, "evaluate") if "method=rise, target=predicted, group=causal, shard=0003" in b]
+    assert "results/eval/efficientnet_lite0/rise/predicted/ad_ic/shard-0003.parquet" in causal
     bad = tmp_path / "bad.yaml"
     bad.write_text("evaluation:\n  shard_size: 0\n")
     proc = run_snakemake("-n", "--nolock", "--configfile", "config/config.yaml", str(bad))
@@ -390,3 +407,17 @@ def test_nbval_sanitize_patterns(text, expected):
         assert regex == regex.strip() and replace == replace.strip(), f"stray whitespace in {regex!r} / {replace!r}"
         text = re.sub(regex, replace, text)
     assert text == expected
+
+
+def test_every_file_under_figures_is_a_declared_output():
+    """Every committed file under figures/ is written by a rule: a notebook's (config/outputs.yaml) or one of
+    the pipeline's own (`pipeline:`), so none can go stale unseen."""
+    from lib.outputs import notebooks, pipeline_outputs
+
+    tracked = subprocess.run(["git", "ls-files", "figures"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    declared_files = {f"figures/{nb}/{name}" for nb in notebooks() for name in declared(nb)}
+    declared_files |= {f"figures/{name}" for name in pipeline_outputs()}
+    assert tracked and set(tracked) <= declared_files, sorted(set(tracked) - declared_files)
+    out = dry_run()
+    assert all(f in out for f in declared_files), sorted(f for f in declared_files if f not in out)

@@ -7,10 +7,12 @@
 * summary: per (model, method, target rule, metric, protocol) the n images, the mean and its 95 %
   interval (lib.analysis.tables.summarize: Student t; Clopper-Pearson for the 0/100 metrics
   ``increase`` and ``pointing``);
-* cost: per (model, method, target rule, metric group) the shards measured, their images, the mean
-  wall and CPU seconds per image and peak memory (the evaluate rule's benchmark files, Snakemake's
-  ``s``, ``cpu_time`` and ``max_rss``), and the projection to ``--total-images``: CPU-hours
-  (CPU seconds per image x images) and, when ``benchmarks/results/gpu.json`` holds a GPU's measured
+* cost: per (model, method, target rule, metric group) the shards measured, their images, the wall
+  seconds per image and per shard, the core-seconds per image (wall x the job's ``--threads``: what the
+  job holds of the machine; Snakemake's sampled ``cpu_time`` misses the jobs shorter than its sampling
+  interval, so it is kept only as ``sampled_cpu_time``) and peak memory (the evaluate rule's benchmark
+  files: ``s``, ``cpu_time``, ``max_rss``), and the projection to ``--total-images``: CPU-hours
+  (core-seconds per image x images) and, when ``benchmarks/results/gpu.json`` holds a GPU's measured
   rate (``make gpu-check``), GPU hours; without one the GPU column is empty.
 """
 
@@ -65,13 +67,14 @@ def gpu_rates() -> dict:
     return {k: float(v) for k, v in json.loads(path.read_text()).get("evaluate_images_per_s", {}).items()}
 
 
-def cost_table(bench: pd.DataFrame, total_images: int, shard_size: int) -> pd.DataFrame:
-    """Per (model, method, target rule, group): measured cost per image and the projection to total_images."""
+def cost_table(bench: pd.DataFrame, total_images: int, shard_size: int, threads: int = 1) -> pd.DataFrame:
+    """Per (model, method, target rule, group): measured cost per image and the projection to total_images
+    (``threads``: the threads each job had, so core-seconds = wall seconds x threads)."""
     keys = ["model", "method", "target_rule", "group"]
     per = bench.groupby(keys).agg(shards=("shard", "count"), images=("images", "sum"), s=("s", "sum"),
-                                  cpu_time=("cpu_time", "sum"), max_rss_mb=("max_rss", "max")).reset_index()
+                                  sampled_cpu_time=("cpu_time", "sum"), max_rss_mb=("max_rss", "max")).reset_index()
     per["wall_s_per_image"] = per.s / per.images
-    per["cpu_s_per_image"] = per.cpu_time / per.images
+    per["cpu_s_per_image"] = per.wall_s_per_image * threads
     per["wall_s_per_shard"] = per.wall_s_per_image * shard_size
     per["projected_images"] = total_images
     per["projected_cpu_hours"] = per.cpu_s_per_image * total_images / 3600
@@ -86,13 +89,14 @@ def main(argv=None) -> None:
     p.add_argument("--benchmarks", type=Path, required=True)
     p.add_argument("--total-images", type=int, required=True)
     p.add_argument("--shard-size", type=int, required=True)
+    p.add_argument("--threads", type=int, default=1, help="threads of each evaluate job (config threads.evaluate)")
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--cost", type=Path, required=True)
     args = p.parse_args(argv)
     rows = read_rows(sorted(args.eval_dir.rglob("shard-*.parquet")))
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     summary_table(rows).to_csv(args.summary, index=False)
-    cost = cost_table(benchmark_frame(args.benchmarks, args.eval_dir), args.total_images, args.shard_size)
+    cost = cost_table(benchmark_frame(args.benchmarks, args.eval_dir), args.total_images, args.shard_size, args.threads)
     cost.to_csv(args.cost, index=False)
     print(f"{len(rows)} rows -> {args.summary}; {len(cost)} (method, group) costs -> {args.cost}; "
           f"projected {cost.projected_cpu_hours.sum():.1f} CPU-hours for {args.total_images} images")

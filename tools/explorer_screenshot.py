@@ -1,4 +1,4 @@
-"""Screenshot of the CAM explorer running in a real JupyterLab: figures/explorer/jupyterlab.png.
+"""Screenshot of the CAM explorer running in a real JupyterLab: notebooks/explorer_jupyterlab.png.
 
 What it does:
 
@@ -9,7 +9,7 @@ What it does:
 2. opens ``notebooks/explorer.ipynb`` in headless Chromium (selenium + chromedriver), runs
    "Run All Cells", waits until the widget's progress label says ``done`` and the maps image has
    loaded, scrolls the explorer into view;
-3. saves a 1600 x 1200 screenshot to ``figures/explorer/jupyterlab.png`` and stops the server.
+3. saves a 1600 x 1200 screenshot to ``notebooks/explorer_jupyterlab.png`` and stops the server.
 
 Needs (one-off tooling, not project dependencies)::
 
@@ -18,7 +18,7 @@ Needs (one-off tooling, not project dependencies)::
 
 Run from the repository root::
 
-    .venv/bin/python tools/explorer_screenshot.py [--out figures/explorer/jupyterlab.png] [--port 8890]
+    .venv/bin/python tools/explorer_screenshot.py [--out notebooks/explorer_jupyterlab.png] [--port 8890]
 
 Exit status 0 when the widgets rendered and the screenshot was written; otherwise 1 with the reason
 (e.g. "Loading widget..." still showing, a kernel error, or a timeout), plus a screenshot of the

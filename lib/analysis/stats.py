@@ -38,10 +38,22 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from scipy import stats as sps
 
 __all__ = ["LEVEL", "MIN_N", "Estimate", "as_values", "mean_interval", "proportion_interval", "paired_difference",
            "equivalence", "holm", "paired_t_rule", "paired_binary_rule", "required_n"]
+
+
+class _ScipyStats:
+    """``scipy.stats``, imported on first use: importing it costs ~1.4 s, which every pipeline job (one
+    process per evaluation shard) would pay through ``lib.analysis`` without needing it."""
+
+    def __getattr__(self, name: str):
+        from scipy import stats
+
+        return getattr(stats, name)
+
+
+sps = _ScipyStats()
 
 LEVEL = 0.95
 MIN_N = 10

@@ -4,7 +4,8 @@
   ablations L-CAM-Fm*, L-CAM-Img*), from checkpoints or trained on the frozen classifier.
 * :func:`moved_from_start` / :data:`UNTRAINED_BELOW`: how far training moved each attention from its
   CAM start, and the label its rows get ("L-CAM-Fm (untrained: = CAM start)" below the threshold).
-* :func:`evaluate_ad_ic`: per-image AD/IC terms (Eqs. 10-11) of every method, maps from the map store.
+* :func:`evaluate_ad_ic`: per-image AD/IC terms (Eqs. 10-11) of every method, maps from the map store;
+  Grad-CAM's and Grad-CAM++'s read from the pipeline's evaluation shards (:data:`SHARED`).
 * :func:`table1` / :func:`paper_table1` / :func:`paired_differences`: Table 1 as numbers, the paper's
   Table 1 from the claims registry, and the paired differences to the CAM start and to Grad-CAM.
 * :func:`composite_draw` / :func:`class_specific_scores`: Fig. 4 scored on two-class composites.
@@ -29,13 +30,14 @@ from lib.analysis.tables import display_table, formatted, paired, summarize
 from lib.cams.activation import find_last_linear, forward_activations
 from lib.cams.lcam import LCAMAttention
 from lib.data import ImageFolder, collate_samples
+from lib.evaluation import SuiteSettings, ad_ic_frame, dataset_rows
 from lib.inference import forward_logits
 from lib.metrics import average_drop_increase, energy_pointing_game, pointing_game, to_frame
 from lib.metrics import spearman_rank_correlation
 from lib.plotting import maps_figure, overlay
 
 __all__ = ["VARIANTS", "START", "BASELINES", "METHODS", "FRACTIONS", "UNTRAINED_BELOW", "PAPER_NAMES",
-           "checkpoint_name", "load_or_train", "moved_from_start", "labels_of", "evaluate_ad_ic", "column_name",
+           "checkpoint_name", "load_or_train", "moved_from_start", "labels_of", "SHARED", "evaluate_ad_ic", "column_name",
            "table1", "table1_shown", "paper_table1", "paired_differences", "fig3_figure", "composite_draw",
            "class_specific_scores", "fig4_figure", "class_neighbour_rank", "search_errors", "errors_figure",
            "bias_figure", "key_numbers", "conclusions_markdown"]
@@ -126,13 +128,23 @@ def labels_of(moved: pd.DataFrame) -> dict[str, str]:
     return {m: m for m in METHODS} | dict(zip(moved["method"], moved["label"]))
 
 
+SHARED = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++"}
+"""The methods whose rows notebook 02 reads from the pipeline's evaluation shards (:mod:`lib.evaluation`;
+config/outputs.yaml ``reads:``): the same rows as notebook 01's, computed once."""
+
+
 def evaluate_ad_ic(model: nn.Module, cams: Mapping[str, Callable], dataset, store, batch_size: int,
-                   device: torch.device, fractions: Sequence[float] = FRACTIONS) -> tuple[pd.DataFrame, dict]:
+                   device: torch.device, fractions: Sequence[float] = FRACTIONS, shared: Sequence[str] = (),
+                   model_name: str = "", eval_dir: str | None = None, shard_size: int = 64,
+                   seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Per-image AD/IC terms (Eqs. 10-11, soft ``phi_nu``, [0, 1] image masked) of every CAM in
     ``cams`` for the predicted class, and the first batch's images, targets, ids and maps.
 
     Maps come from ``store`` (:class:`lib.analysis.map_store.MapStore`); the unmasked probability is
-    computed once per batch and shared by the methods. Rows: :func:`lib.metrics.to_frame`'s."""
+    computed once per batch and shared by the methods. The methods named in ``shared`` (keys of
+    :data:`SHARED`) are read from the evaluation rows instead (:func:`lib.evaluation.dataset_rows`: the
+    pipeline's shards under ``eval_dir``, or computed there when missing). Rows: :func:`lib.metrics.to_frame`'s."""
+    own = {name: cam for name, cam in cams.items() if name not in shared}
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_samples)
     frames, first = [], None
     for batch in tqdm(loader, desc=", ".join(cams)[:40], unit="batch"):
@@ -140,8 +152,10 @@ def evaluate_ad_ic(model: nn.Module, cams: Mapping[str, Callable], dataset, stor
         with torch.no_grad():
             targets = model(images).argmax(1)
         original, maps = None, {}
-        for name, cam in cams.items():
+        for name, cam in (cams if first is None else own).items():  # the first batch's maps: every method's
             maps[name] = store.maps(cam, images, batch.image_ids, targets)
+            if name not in own:
+                continue
             result = average_drop_increase(model, images, maps[name], targets, fractions=fractions,
                                            batch_size=batch_size, original=original)
             original = result["original"] / 100
@@ -149,7 +163,14 @@ def evaluate_ad_ic(model: nn.Module, cams: Mapping[str, Callable], dataset, stor
         if first is None:
             first = {"images": images.cpu(), "targets": targets.cpu(), "ids": list(batch.image_ids),
                      "maps": {k: v.cpu() for k, v in maps.items()}}
-    return pd.concat(frames, ignore_index=True), first
+    if shared:
+        keyed = {name: (SHARED[name], cams[name]) for name in shared}
+        rows = dataset_rows(model, model_name, keyed, dataset, store, target="predicted", group="ad_ic",
+                            eval_dir=eval_dir or None, shard_size=shard_size, seed=seed,
+                            suite=SuiteSettings(batch_size=batch_size), batch_size=batch_size)
+        wide = ad_ic_frame(rows)
+        frames.insert(0, wide[~wide.binary & wide.fraction.isin([float(f) for f in fractions])])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), first
 
 
 def column_name(metric: str, fraction: float) -> str:

@@ -12,9 +12,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats as sps
 
-from lib.analysis.stats import as_values
+from lib.analysis.stats import as_values, sps
 
 __all__ = ["bootstrap_ci", "summarize"]
 

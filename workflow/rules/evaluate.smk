@@ -17,6 +17,7 @@ rule evaluate:
     input:
         data=data_inputs(EVAL["val_dir"]),
         checkpoint=method_inputs,
+        maps=maps_first,
         code=sources("evaluation", "metrics", "cams", "inference", "analysis/map_store.py", "models.py"),
     output:
         shard_file("{model}", "{method}", "{target}", "{group}", "{shard}"),

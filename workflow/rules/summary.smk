@@ -80,6 +80,7 @@ rule evaluation_summary:
         benchmarks=os.path.abspath(f"{RESULTS}/benchmarks/evaluate"),
         total=n_images(EVAL["val_dir"]) or 0,
         shard_size=EVAL["shard_size"],
+        eval_threads=threads("evaluate"),
     threads: 1
     resources:
         mem_mb=4000,
@@ -89,6 +90,7 @@ rule evaluation_summary:
     shell:
         "PYTHONPATH={params.repo:q} python -m tools.evaluation_summary --eval-dir {params.eval_dir:q}"
         " --benchmarks {params.benchmarks:q} --total-images {params.total} --shard-size {params.shard_size}"
+        " --threads {params.eval_threads}"
         " --summary {output.summary:q} --cost {output.cost:q} > {log:q} 2>&1"
 
 
