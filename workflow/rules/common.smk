@@ -65,7 +65,8 @@ def gpus():
 
 
 # The longest chains start first, so that two one-thread jobs keep both cores busy to the end
-# (results/benchmarks: notebook 02 and its four trainings are the longest, notebook 03 next).
+# (results/benchmarks: notebook 02 and its four trainings are the longest, notebook 03 next); the evaluation
+# shards notebook 02 reads (and 01) get notebook 02's priority, which Snakemake does not pass upstream itself.
 NOTEBOOK_PRIORITY = {"02": 10, "03": 5}
 
 

@@ -38,6 +38,7 @@ rule evaluate:
     threads: threads("evaluate")
     resources:
         **resources("evaluate"),
+    priority: NOTEBOOK_PRIORITY["02"]  # short jobs that notebooks 01 and 02 wait for: first
     conda:
         CONDA_ENV
     shell:
