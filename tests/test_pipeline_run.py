@@ -1,6 +1,6 @@
 """The pipeline really runs: evaluation shards in parallel jobs, a kill mid-run, and a resume.
 
-A small full-profile configuration (two cheap methods, the density group, shards of two images) in a
+A small full-profile configuration (two cheap methods, the ad_ic group, shards of two images) in a
 temporary results folder: the same command after a `kill` of the whole Snakemake process group keeps
 the finished shards (same files, untouched), reruns only what was interrupted or not started, and
 ends with the same summary table as an uninterrupted run in another folder (its own map store, so
@@ -39,7 +39,7 @@ SHARDS = N_IMAGES // SHARD * len(METHODS)
 def config_file(tmp: Path, name: str) -> Path:
     cfg = {"results_dir": str(tmp / name / "results"), "figures_dir": str(tmp / name / "figures"),
            "device": "cpu",
-           "evaluation": {"full": True, "n_images": N_IMAGES, "shard_size": SHARD, "groups": ["density"],
+           "evaluation": {"full": True, "n_images": N_IMAGES, "shard_size": SHARD, "groups": ["ad_ic"],
                           "targets": ["predicted"], "full_methods": METHODS}}
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
