@@ -17,17 +17,12 @@ from typing import Any, Mapping
 
 from lib.cams import get_method
 
-__all__ = ["build_method", "method_settings", "normalize_key"]
+__all__ = ["build_method", "normalize_key"]
 
 
 def normalize_key(key: str) -> str:
     """``"Grad-CAM++"`` -> ``"gradcam++"``: lower case, no '-', '_' or spaces (get_method's rule)."""
     return str(key).lower().replace("-", "").replace("_", "").replace(" ", "")
-
-
-def method_settings(methods: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
-    """The settings of ``key`` in a config's ``methods`` mapping (``{}`` when absent or null)."""
-    return dict((methods or {}).get(key) or {})
 
 
 def build_method(key: str, model, settings: Mapping[str, Any] | None = None):
