@@ -13,8 +13,17 @@ with ``CAM_MALLOC_TUNING=0``).  How fast it ran with the
 defaults also depended on the largest batch the process had seen before, which made eager timings
 vary by 2x between processes.
 
-:func:`tune_malloc` raises both thresholds (``mallopt``), so freed activations stay in the heap
-and are reused.  The price is that the process's resident memory stays at its peak instead of
+:func:`tune_malloc` raises ``M_MMAP_THRESHOLD`` to 1 GiB and turns trimming off
+(``M_TRIM_THRESHOLD`` = -1, "never"; ``mallopt``), so freed activations stay in the heap and are
+reused. A fixed trim threshold is not enough: a backward pass over a UCAG crop batch peaks at about
+3 GB, and each trim above 1 GiB made the next batch fault its pages in again (notebook 04 on one
+thread: 203 s with a 1 GiB trim threshold, 170 s without trimming, same tables).
+
+On the virtual machines the compendium is measured on (KVM, ``virtio_balloon``), memory a process
+touches for the first time is slow: the kernel's page clearing (``clear_page_erms``) took 63% of a
+UCAG run's time, and Lite0's first forward/backward at batch 32 took 35-38 s against 1.1-1.3 s for
+the same pass once its memory was reused (2.9 GB of fresh pages). So every process pays for its peak
+memory; the CPU defaults keep it low (the trainings' ``--cpu-chunk``, config/config.yaml).  The price is that the process's resident memory stays at its peak instead of
 shrinking after each call, which a compendium run that holds one model can afford.
 :func:`lib.models.load_model` calls it for CPU models; set ``CAM_MALLOC_TUNING=0`` to keep glibc's
 defaults (nothing happens on non-glibc systems).  It is the allocator setting PyTorch's CPU
@@ -36,6 +45,7 @@ ENV = "CAM_MALLOC_TUNING"
 THRESHOLD = 1 << 30  # 1 GiB: above any activation the compendium's batches allocate
 _M_TRIM_THRESHOLD = -1  # <malloc.h>
 _M_MMAP_THRESHOLD = -3
+NEVER_TRIM = -1  # M_TRIM_THRESHOLD's value for "never return the heap's top to the system"
 
 _tuned: bool | None = None
 
@@ -62,7 +72,7 @@ def _enabled() -> bool:
 
 
 def tune_malloc(threshold: int = THRESHOLD) -> bool:
-    """Raise glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` to ``threshold`` bytes, once per process.
+    """Raise glibc's ``M_MMAP_THRESHOLD`` to ``threshold`` bytes and turn trimming off, once per process.
 
     Returns whether the process now runs with the tuned thresholds: ``False`` when
     ``CAM_MALLOC_TUNING=0``, when the C library has no ``mallopt`` (not glibc) or refuses the value.
@@ -81,8 +91,10 @@ def tune_malloc(threshold: int = THRESHOLD) -> bool:
     if mallopt is None:
         log.debug("no mallopt in the C library: malloc left as it is")
         return False
-    # M_MMAP_THRESHOLD first: setting either one turns off glibc's adaptation of both.
-    _tuned = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, threshold))
+    # M_MMAP_THRESHOLD first: setting either one turns off glibc's adaptation of both. The trim threshold
+    # -1 ("never", mallopt(3)): a UCAG crop batch's backward pass peaks at ~3 GB, above any fixed
+    # threshold a C int holds, and each trim made the next batch fault its pages in again.
+    _tuned = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_TRIM_THRESHOLD, NEVER_TRIM))
     log.debug("glibc malloc thresholds %s to %d bytes", "raised" if _tuned else "not accepted", threshold)
     return _tuned
 

@@ -86,10 +86,35 @@ def total_variation(maps: torch.Tensor) -> torch.Tensor:
 
 def faithfulness_loss(logits: torch.Tensor, targets: torch.Tensor, maps: torch.Tensor) -> dict[str, torch.Tensor]:
     """The three terms and their weighted sum, for maps ``[N, h, w]`` in [0, 1]."""
-    ce = F.cross_entropy(logits, targets)
+    return faithfulness_terms(F.cross_entropy(logits, targets), maps)
+
+
+def faithfulness_terms(ce: torch.Tensor, maps: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The weighted sum of a batch's cross-entropy ``ce`` and the area and TV terms of its maps ``[N, h, w]``."""
     area = (maps + AREA_OFFSET).pow(AREA_POWER).mean()
     tv = total_variation(maps)
     return {"loss": CE_WEIGHT * ce + AREA_WEIGHT * area + TV_WEIGHT * tv, "ce": ce, "area": area, "tv": tv}
+
+
+def masked_cross_entropy(model: nn.Module, x: torch.Tensor, low: torch.Tensor, targets: torch.Tensor,
+                         chunk: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The batch's cross-entropy on the images masked by their upsampled maps ``low`` ``[N, h, w]``.
+
+    With ``chunk`` below the batch, the classifier sees ``chunk`` images at a time and the function
+    returns the (detached) batch mean and its gradient to ``low``, accumulated chunk by chunk with
+    ``torch.autograd.grad``: the same gradient as the whole batch's up to float rounding, at a
+    fraction of the peak memory. Otherwise ``(ce, None)`` with ``ce`` in the graph.
+    """
+    if not chunk or chunk >= len(x):
+        return F.cross_entropy(model(x * upsample(low, tuple(x.shape[-2:])).unsqueeze(1)), targets), None
+    total, grads = torch.zeros((), device=x.device), []
+    for part in torch.arange(len(x), device=x.device).split(chunk):
+        leaf = low[part].detach().requires_grad_()
+        logits = model(x[part] * upsample(leaf, tuple(x.shape[-2:])).unsqueeze(1))
+        ce = F.cross_entropy(logits, targets[part], reduction="sum") / len(x)
+        grads.append(torch.autograd.grad(ce, leaf)[0])
+        total = total + ce.detach()
+    return total, torch.cat(grads)
 
 
 def precompute(model: nn.Module, dataset, batch_size: int = 32, desc: str = "Grad-CAM features"):
@@ -110,15 +135,19 @@ def precompute(model: nn.Module, dataset, batch_size: int = 32, desc: str = "Gra
 
 
 def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | Path | None = None,
-                    progress: bool = True) -> tuple[ChannelSpatialAttention, list[dict]]:
+                    progress: bool = True, chunk: int | None = None) -> tuple[ChannelSpatialAttention, list[dict]]:
     """Train the channel-spatial attention of AM-Grad-CAM; return it and the per-epoch history.
+
+    ``chunk``: images per pass of the classifier (``None``: the whole batch), for the Grad-CAM
+    features and for each batch's masked pass (:func:`masked_cross_entropy`). The batch and so the
+    training stay ``config.batch_size``; only float rounding and the peak memory depend on it.
 
     With ``out``, a checkpoint is written atomically to ``out.partial`` after every epoch and to
     ``out`` at the end; an existing ``out.partial`` with the same configuration is resumed.
     """
     device = next(model.parameters()).device
     torch.manual_seed(config.seed)
-    images, acts, grads, preds = precompute(model, dataset, config.batch_size)
+    images, acts, grads, preds = precompute(model, dataset, chunk or config.batch_size)
     attention = ChannelSpatialAttention(acts.shape[1], config.reduction).to(device)
     optimizer = torch.optim.Adam(attention.parameters(), lr=config.lr)
     history: list[dict] = []
@@ -147,10 +176,13 @@ def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | P
             idx = order[i : i + config.batch_size]
             x = images[idx].to(device).float() / 255
             low = minmax_normalize(cam.differentiable_maps(acts[idx].to(device).float(), grads[idx].to(device).float()))
-            logits = model(x * upsample(low, tuple(x.shape[-2:])).unsqueeze(1))
-            terms = faithfulness_loss(logits, preds[idx].to(device), low)
+            ce, ce_grad = masked_cross_entropy(model, x, low, preds[idx].to(device), chunk)
+            terms = faithfulness_terms(ce, low)
             optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
+            if ce_grad is None:
+                terms["loss"].backward()
+            else:  # CE's gradient to the maps is known: back-propagate it with the area and TV terms
+                (CE_WEIGHT * (low * ce_grad).sum() + AREA_WEIGHT * terms["area"] + TV_WEIGHT * terms["tv"]).backward()
             optimizer.step()
             for key in sums:
                 sums[key] = sums[key] + terms[key].detach() * len(idx)
@@ -207,6 +239,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=0, help="0: every training image")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--cpu-chunk", type=int, default=0,
+                        help="on a CPU, images per classifier pass inside a batch (0: the whole batch; on a GPU always "
+                             "the whole batch). The training stays --batch-size: only float rounding and the peak "
+                             "memory change (lib.allocator: fresh memory is slow on VMs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True)
@@ -219,7 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     dataset = ImageFolder(root, model.preprocess, ids=seeded_subset(full.ids, args.images, args.seed))
     config = TrainConfig(args.model, args.epochs, args.batch_size, args.lr, args.seed, images=args.images)
     log.info("Training AM-Grad-CAM attention on %d images of %s (%s, %s)", len(dataset), root, args.model, device)
-    _, history = train_attention(model, dataset, config, out=args.out)
+    if args.cpu_chunk < 0:
+        raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
+    chunk = args.cpu_chunk if device.type == "cpu" and args.cpu_chunk else None
+    _, history = train_attention(model, dataset, config, out=args.out, chunk=chunk)
     for row in history:
         log.info("epoch %(epoch)d: loss %(loss).4f ce %(ce).4f area %(area).4f tv %(tv).4f", row)
 

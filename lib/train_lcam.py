@@ -585,6 +585,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-dir", default="imagenet-train-1000")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=-1, help="data loader workers (-1: 0 on CPU, 8 on CUDA)")
+    parser.add_argument("--cpu-chunk", type=int, default=0,
+                        help="on a CPU, images per classifier pass inside a batch (0: the whole batch; on a GPU "
+                             "always the whole batch). The batch and the training stay --batch-size: only float "
+                             "rounding and the peak memory change (lib.allocator: fresh memory is slow on VMs)")
     parser.add_argument("--until-epoch", type=int, default=None, help="stop after this epoch; rerun to resume")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -598,7 +602,11 @@ def main(argv: list[str] | None = None) -> None:
     full = ImageFolder(root, model.preprocess)
     dataset = ImageFolder(root, model.preprocess, ids=seeded_subset(full.ids, args.images, args.seed))
     log.info("Training %s on %d images of %s (%s, %s)", config.method, len(dataset), root, args.model, device)
-    _, history = train_lcam(model, dataset, config, out=args.out, workers=workers, until_epoch=args.until_epoch)
+    if args.cpu_chunk < 0:
+        raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
+    chunk = args.cpu_chunk if device.type == "cpu" and args.cpu_chunk else None
+    _, history = train_lcam(model, dataset, config, out=args.out, workers=workers, chunk=chunk,
+                            until_epoch=args.until_epoch)
     for row in history:
         log.info("epoch %(epoch)d: loss %(loss).4f ce %(ce).4f area %(area).4f tv %(tv).4f keep %(keep).3f", row)
 

@@ -65,9 +65,12 @@ def gpus():
 
 
 # The longest chains start first, so that two one-thread jobs keep both cores busy to the end
-# (results/benchmarks: notebook 02 and its four trainings are the longest, notebook 03 next); the evaluation
-# shards notebook 02 reads (and 01) get notebook 02's priority, which Snakemake does not pass upstream itself.
-NOTEBOOK_PRIORITY = {"02": 10, "03": 5}
+# (results/benchmarks: notebook 02 and its four trainings are the longest, notebook 03 next, then 04, then
+# notebook 01's attention training); the short jobs (notebooks 05 and 01, the calibration) fill the gaps at the
+# end. The evaluation shards notebook 02 reads (and 01) get notebook 02's priority, which Snakemake does not
+# pass upstream itself.
+NOTEBOOK_PRIORITY = {"02": 10, "03": 5, "04": 3}
+TRAIN_AM_PRIORITY = 2
 
 
 def threads(kind):

@@ -18,18 +18,20 @@ rule train_am_gradcam:
         epochs=NB01["train_epochs"],
         images=NB01["train_images"],
         batch_size=NB01["train_batch_size"],
+        cpu_chunk=NB01["train_cpu_chunk"],
         seed=NB01["seed"],
         device=DEVICE,
     threads: threads("train")
     resources:
         **resources("train"),
+    priority: TRAIN_AM_PRIORITY
     conda:
         CONDA_ENV
     shell:
         "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
         " --model {wildcards.model:q} --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
         " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
-        " --seed {params.seed} --device {params.device:q} --out {output.checkpoint:q}"
+        " --cpu-chunk {params.cpu_chunk} --seed {params.seed} --device {params.device:q} --out {output.checkpoint:q}"
         " > {log:q} 2>&1"
 
 
@@ -52,6 +54,7 @@ rule train_lcam:
         images=NB02["train_images"],
         batch_size=NB02["train_batch_size"],
         lr_decay=NB02["train_lr_decay"],
+        cpu_chunk=NB02["train_cpu_chunk"],
         seed=NB02["seed"],
         device=DEVICE,
         ce_only=lambda wildcards: "--ce-only" if wildcards.loss == "ce" else "",
@@ -66,5 +69,5 @@ rule train_lcam:
         " --model {wildcards.model:q} --variant {wildcards.variant} {params.ce_only}"
         " --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
         " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
-        " --lr-decay {params.lr_decay} --seed {params.seed} --device {params.device:q}"
+        " --lr-decay {params.lr_decay} --cpu-chunk {params.cpu_chunk} --seed {params.seed} --device {params.device:q}"
         " --out {output.checkpoint:q} > {log:q} 2>&1"
