@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.cpu_chunk < 0:
+        raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
@@ -255,8 +257,6 @@ def main(argv: list[str] | None = None) -> None:
     dataset = ImageFolder(root, model.preprocess, ids=seeded_subset(full.ids, args.images, args.seed))
     config = TrainConfig(args.model, args.epochs, args.batch_size, args.lr, args.seed, images=args.images)
     log.info("Training AM-Grad-CAM attention on %d images of %s (%s, %s)", len(dataset), root, args.model, device)
-    if args.cpu_chunk < 0:
-        raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
     chunk = args.cpu_chunk if device.type == "cpu" and args.cpu_chunk else None
     _, history = train_attention(model, dataset, config, out=args.out, chunk=chunk)
     for row in history:

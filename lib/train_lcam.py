@@ -592,6 +592,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--until-epoch", type=int, default=None, help="stop after this epoch; rerun to resume")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    if args.cpu_chunk < 0:
+        raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = LCAMConfig(args.model, args.variant, args.ce_only, args.epochs, args.batch_size, args.lr, args.lr_decay,
                         args.momentum, args.weight_decay, args.seed, args.images, args.init, args.loss_maps)
@@ -602,8 +604,6 @@ def main(argv: list[str] | None = None) -> None:
     full = ImageFolder(root, model.preprocess)
     dataset = ImageFolder(root, model.preprocess, ids=seeded_subset(full.ids, args.images, args.seed))
     log.info("Training %s on %d images of %s (%s, %s)", config.method, len(dataset), root, args.model, device)
-    if args.cpu_chunk < 0:
-        raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
     chunk = args.cpu_chunk if device.type == "cpu" and args.cpu_chunk else None
     _, history = train_lcam(model, dataset, config, out=args.out, workers=workers, chunk=chunk,
                             until_epoch=args.until_epoch)

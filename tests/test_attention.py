@@ -163,3 +163,11 @@ def test_disk_cache_computes_once_and_writes_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [f"{key}.pt"]  # no temporary files left
     cache.path(key).write_bytes(b"corrupt")
     assert torch.equal(cache.get_or_compute(key, lambda: torch.arange(3)), torch.arange(3))
+
+
+@pytest.mark.parametrize("module", ["lib.train_am_gradcam", "lib.train_lcam"])
+def test_trainers_refuse_a_negative_cpu_chunk(module, tmp_path):
+    import importlib
+
+    with pytest.raises(SystemExit, match="--cpu-chunk -1 is negative. Fix"):
+        importlib.import_module(module).main(["--cpu-chunk", "-1", "--out", str(tmp_path / "x.pt")])
