@@ -28,6 +28,16 @@ shrinking after each call, which a compendium run that holds one model can affor
 :func:`lib.models.load_model` calls it for CPU models; set ``CAM_MALLOC_TUNING=0`` to keep glibc's
 defaults (nothing happens on non-glibc systems).  It is the allocator setting PyTorch's CPU
 performance guide reaches with jemalloc/tcmalloc, without preloading another library.
+
+Transparent huge pages make the fresh memory cheaper still. glibc's tunable ``glibc.malloc.hugetlb=1``
+(glibc >= 2.35) makes ``malloc`` ask for transparent huge pages (``madvise(MADV_HUGEPAGE)``), so the
+kernel faults in and clears 2 MiB at a time instead of 4 KiB. Tunables are read when a process starts,
+so :func:`glibc_tunables` gives the environment value and the pipeline sets it for every job
+(``workflow/rules/common.smk``). Measured on the same machines, fresh processes, one thread: Lite0's
+first forward/backward at batch 32 (3.6 GB) 23-25 s -> 13-14 s, minor faults 0.75 M -> 2 k, and the whole
+process 35 s -> 22-24 s (system time 28.6 s -> 16-18 s); one evaluation shard (X-Grad-CAM, ``ad_ic``, 64
+images) 16.3-17.7 s -> 13.2-14.8 s. The pages hold the same values, so every number is unchanged. Where the
+kernel's transparent huge pages are ``never``, the tunable does nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +47,8 @@ import ctypes.util
 import logging
 import os
 
-__all__ = ["ENV", "THRESHOLD", "tune_malloc", "malloc_tuned"]
+__all__ = ["ENV", "THRESHOLD", "HUGE_PAGES", "tune_malloc", "malloc_tuned", "glibc_tunables",
+           "export_huge_pages"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,7 @@ THRESHOLD = 1 << 30  # 1 GiB: above any activation the compendium's batches allo
 _M_TRIM_THRESHOLD = -1  # <malloc.h>
 _M_MMAP_THRESHOLD = -3
 NEVER_TRIM = -1  # M_TRIM_THRESHOLD's value for "never return the heap's top to the system"
+HUGE_PAGES = "glibc.malloc.hugetlb=1"  # GLIBC_TUNABLES entry: malloc madvises transparent huge pages
 
 _tuned: bool | None = None
 
@@ -102,3 +114,27 @@ def tune_malloc(threshold: int = THRESHOLD) -> bool:
 def malloc_tuned() -> bool:
     """Whether :func:`tune_malloc` has tuned this process."""
     return bool(_tuned)
+
+
+def glibc_tunables(current: str | None = None) -> str:
+    """The value of ``GLIBC_TUNABLES`` for a child process: ``current`` with :data:`HUGE_PAGES` added.
+
+    ``current`` is kept as it is when it already sets ``glibc.malloc.hugetlb`` (the user's choice wins)
+    or when ``CAM_MALLOC_TUNING=0``; entries are joined with ``:`` as glibc expects. Processes started
+    with it get transparent huge pages for their heap (see the module's docstring for what it saves).
+    """
+    current = (current or "").strip(":")
+    if not _enabled() or "glibc.malloc.hugetlb=" in current:
+        return current
+    return f"{current}:{HUGE_PAGES}" if current else HUGE_PAGES
+
+
+def export_huge_pages(environ=None) -> str:
+    """Set ``GLIBC_TUNABLES`` in ``environ`` (default: this process's environment, which the processes it
+    starts inherit) to :func:`glibc_tunables` of its current value, and return it. The pipeline calls it
+    once at start (``workflow/rules/common.smk``) so that every job it starts gets huge pages."""
+    environ = os.environ if environ is None else environ
+    value = glibc_tunables(environ.get("GLIBC_TUNABLES"))
+    if value:
+        environ["GLIBC_TUNABLES"] = value
+    return value

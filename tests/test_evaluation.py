@@ -178,3 +178,28 @@ def test_rows_on_cuda_equal_the_cpu_rows(shard, tmp_path):
         assert cpu.target.tolist() == gpu.target.tolist()
         keep = cpu.metric != "increase"  # a 0/100 flag may flip where O and Y are within rounding
         np.testing.assert_allclose(gpu.value[keep], cpu.value[keep], rtol=1e-3, atol=0.05)
+
+
+# ------------------------------------------------------------------------------------- method keys
+def test_alias_and_lcam_keys_build_the_methods_they_name(lite0, tmp_path):
+    from lib.analysis.map_store import describe
+    from lib.cams import GradCAMPlusPlus
+    from lib.cams.lcam import LCAM, LCAMAttention
+    from lib.evaluation import build_method
+
+    alias = build_method("my-gradcam-pp", lite0, {"method": "gradcam++"})  # an alias names its base method
+    assert type(alias) is GradCAMPlusPlus and describe(alias) == describe(GradCAMPlusPlus(lite0))
+    start = build_method("lcam-start", lite0, {"method": "lcam"})  # no checkpoint: the CAM start
+    assert type(start) is LCAM and describe(start) == describe(LCAM(lite0, LCAMAttention.from_classifier(lite0)))
+    trained = LCAMAttention.from_classifier(lite0)
+    with torch.no_grad():
+        trained.conv.weight.add_(0.01)
+    path = tmp_path / "lcam.pt"
+    torch.save({"state_dict": trained.state_dict(), "channels": trained.channels,
+                "num_classes": trained.num_classes}, path)
+    loaded = build_method("lcam-fm", lite0, {"method": "lcam", "checkpoint": str(path)})
+    assert describe(loaded) == describe(LCAM(lite0, trained)) != describe(start)  # the same map store key
+    images = torch.rand(2, 3, 224, 224)
+    assert torch.allclose(loaded(images, "predicted"), LCAM(lite0, trained)(images, "predicted"))
+    with pytest.raises(ValueError, match="Unknown CAM method 'nocam'"):
+        build_method("x", lite0, {"method": "nocam"})

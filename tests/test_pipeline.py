@@ -38,11 +38,12 @@ NB05_OUTPUTS = declared("05")  # config/outputs.yaml, as the Snakefile reads it
 LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
 NOTEBOOK_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1,
                  "notebook_04": 1, "notebook_05": 1, "claims_scorecard": 1, "stats_calibration": 1, "all": 1}
-# notebook 01 reads 6 methods' ad_ic rows: 128 images on a CPU = 2 shards of 64; 2000 (paper) = 32 shards
-EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": 6 * 2}
-PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": 6 * 32}
-FULL_METHODS = 16  # config/config.yaml evaluation.methods
-FULL_SHARDS = 21  # 1300 images in shards of 64
+# notebook 01 reads 6 methods' ad_ic rows, notebook 02 two of them and 5 L-CAM keys: 128 images on a CPU = 1 shard
+# of 128; 2000 (paper, both notebooks) = 16 shards
+EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1}
+PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 16}
+FULL_METHODS = 21  # config/config.yaml evaluation.methods (16, and the five L-CAM keys)
+FULL_SHARDS = 11  # 1300 images in shards of 128
 
 
 def run_snakemake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -322,10 +323,10 @@ def test_notebook_01_reads_exactly_its_evaluation_shards():
     shards = sorted(i for i in inputs if i.startswith("results/eval/"))
     assert shards == sorted(f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-{k:04d}.parquet"
                             for m in ("gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "amgradcam", "amgradcam-free")
-                            for k in (0, 1))
+                            for k in (0,))
     assert any(i.endswith("imagenet-val-1300/SHA256SUMS") for i in inputs)  # the data sample is an input
     params = papermill_args(command_of(out, "01_attention_map_gradcam.ipynb"))
-    assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "64"
+    assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"
     evaluate = job_blocks(out, "evaluate")
     assert len(evaluate) == EXPECTED_JOBS["evaluate"]
     for block in evaluate:
@@ -337,17 +338,25 @@ def test_notebook_01_reads_exactly_its_evaluation_shards():
 
 
 def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
-    """Computed once: notebook 02's Grad-CAM and Grad-CAM++ rows are notebook 01's files, no new evaluate job."""
+    """Computed once: notebook 02's Grad-CAM and Grad-CAM++ rows are notebook 01's files, no new evaluate job; its
+    L-CAM rows are shards of the L-CAM keys, each waiting for its checkpoint."""
     out = dry_run()
     inputs = {}
     for nb in ("01", "02"):
         (block,) = job_blocks(out, f"notebook_{nb}")
         inputs[nb] = {i for i in re.search(r"input: (.+)", block).group(1).split(", ") if i.startswith("results/eval/")}
-    assert inputs["02"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-{k:04d}.parquet"
-                            for m in ("gradcam", "gradcam++") for k in (0, 1)}
-    assert inputs["02"] < inputs["01"]
+    lcam = ("lcam-start", "lcam-fm", "lcam-fm-ce", "lcam-img", "lcam-img-ce")
+    assert inputs["02"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
+                            for m in ("gradcam", "gradcam++", *lcam)}
+    assert inputs["02"] & inputs["01"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
+                                           for m in ("gradcam", "gradcam++")}
+    # an L-CAM key's shard waits for its train_lcam rule's checkpoint (the same weights the notebook loads)
+    blocks = {re.search(r"method=([^,]+),", b).group(1): b for b in job_blocks(out, "evaluate")}
+    assert "results/checkpoints/lcam_efficientnet_lite0_fm_full.pt" in blocks["lcam-fm"]
+    assert "results/checkpoints/lcam_efficientnet_lite0_img_ce.pt" in blocks["lcam-img-ce"]
+    assert "checkpoints/" not in re.search(r"input: (.+)", blocks["lcam-start"]).group(1)
     params = papermill_args(command_of(out, "02_l_cam.ipynb"))
-    assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "64"
+    assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"
 
 
 def test_slurm_profile_plans_every_shard_with_a_gpu():
@@ -364,7 +373,8 @@ def test_slurm_profile_plans_every_shard_with_a_gpu():
     assert all(re.search(r"\bgpu=1\b", b) and re.search(r"\bmem_mb=16000\b", b) and "slurm_partition=" in b
                for b in evaluate), evaluate[:1]
     assert "Group job shards" in out
-    assert re.search(r"shard-0020\.parquet", out) and not re.search(r"shard-0021\.parquet", out)
+    last = FULL_SHARDS - 1
+    assert re.search(rf"shard-{last:04d}\.parquet", out) and not re.search(rf"shard-{last + 1:04d}\.parquet", out)
 
 
 def test_full_profile_dry_run_and_config_schema(tmp_path):

@@ -75,3 +75,32 @@ def test_csv_table_renders_every_cell(tmp_path, readme_results):
     path.write_text('method,value\nGrad-CAM,"1.0 [0.5, 1.5]"\na|b,\n')
     assert module.csv_table(path) == ["| method | value |", "|---|---|", "| Grad-CAM | 1.0 [0.5, 1.5] |",
                                       "| a\\|b |   |"]
+
+
+def test_readme_full_profile_table_is_generated_from_its_json():
+    from benchmarks import full_profile
+    result = json.loads((ROOT / "benchmarks" / "results" / "full_profile.json").read_text())
+    assert full_profile.readme_table(result) in (ROOT / "README.md").read_text(), \
+        "README.md's full-profile table differs from benchmarks/results/full_profile.json. " \
+        "Fix: python benchmarks/full_profile.py --tables-only --update-readme"
+
+
+def test_full_profile_merges_a_partial_run_into_the_last():
+    import pandas as pd
+    from benchmarks.full_profile import merged_cost
+    row = {"target_rule": "predicted", "group": "ad_ic", "shards": 1, "images": 16}
+    previous = {"jobs": 2, "wall_s": 100.0, "methods": [{"method": "a"}, {"method": "b"}],
+                "per_group": [row | {"method": "a", "wall_s_per_image": 2.0}, row | {"method": "b", "wall_s_per_image": 5.0}]}
+    measured = pd.DataFrame([row | {"model": "m", "method": "a", "wall_s_per_image": 9.0},
+                             row | {"model": "m", "method": "b", "wall_s_per_image": 3.0}])
+    cost, runs = merged_cost(measured, previous, ["b"], 50.0, "huge pages", 128)
+    assert dict(zip(cost.method, cost.wall_s_per_image)) == {"a": 2.0, "b": 3.0}  # a kept from the last run
+    assert dict(zip(cost.method, cost.wall_s_per_shard)) == {"a": 256.0, "b": 384.0}
+    assert runs == [{"methods": ["a"], "jobs": 2, "wall_s": 100.0},
+                    {"methods": ["b"], "jobs": 1, "wall_s": 50.0, "note": "huge pages"}]
+    whole, runs = merged_cost(measured, previous, None, 50.0, "", 128)
+    assert len(whole) == 2 and runs[0]["methods"] == ["a", "b"]
+    with pytest.raises(SystemExit, match="--methods c"):
+        merged_cost(measured, previous, ["c"], 50.0, "", 128)
+    with pytest.raises(SystemExit, match="earlier"):
+        merged_cost(measured, None, ["b"], 50.0, "", 128)

@@ -30,6 +30,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CHECK = ROOT / "results" / "gpu-check"
+SHARD_IMAGES = 64  # the one shard of every method: its images, and the rate's numerator
 
 
 def step(name: str, cmd: list[str], timeout: int) -> dict:
@@ -49,7 +50,7 @@ def shard_rates(bench: Path) -> dict[str, float]:
     for tsv in bench.rglob("shard-0000.tsv"):
         method = tsv.relative_to(bench).parts[1]
         seconds[method] = seconds.get(method, 0.0) + float(pd.read_csv(tsv, sep="\t").iloc[-1]["s"])
-    return {m: round(64 / s, 3) for m, s in sorted(seconds.items()) if s > 0}
+    return {m: round(SHARD_IMAGES / s, 3) for m, s in sorted(seconds.items()) if s > 0}
 
 
 def main(argv=None) -> int:
@@ -63,7 +64,8 @@ def main(argv=None) -> int:
     CHECK.mkdir(parents=True, exist_ok=True)
     cfg = CHECK / "config.yaml"
     cfg.write_text(yaml.safe_dump({"device": "cuda", "results_dir": str(CHECK), "figures_dir": str(CHECK / "figures"),
-                                   "evaluation": {"full": True, "n_images": 64, "shard_size": 64}}))
+                                   "evaluation": {"full": True, "n_images": SHARD_IMAGES,
+                                                  "shard_size": SHARD_IMAGES}}))
     steps = [
         step("CUDA-only tests", [str(BIN / "python"), "-m", "pytest", "-m", "gpu", "tests", "-q"], 120),
         step("benchmark with the peer", [str(BIN / "python"), "benchmarks/run.py", "--device", "cuda", "--images", "16",

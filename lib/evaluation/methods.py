@@ -1,14 +1,21 @@
-"""Method keys to CAM objects: the registry of :func:`lib.cams.get_method` plus AM-Grad-CAM.
+"""Method keys to CAM objects: the registry of :func:`lib.cams.get_method` plus the trained attentions.
 
 A method key is what the pipeline's ``{method}`` wildcard and the rows' ``method`` column hold:
 
 * any name :func:`lib.cams.get_method` accepts (``"gradcam"``, ``"scorecam"``, ``"ucag-gradcam++"``);
 * ``"amgradcam"``: AM-Grad-CAM with the trained attention of ``settings["checkpoint"]``
-  (:func:`lib.train_am_gradcam.load_attention`); ``"amgradcam-free"``: its parameter-free attention.
+  (:func:`lib.train_am_gradcam.load_attention`); ``"amgradcam-free"``: its parameter-free attention;
+* ``"lcam"``: L-CAM (Eq. 2 of its paper) with the trained attention of ``settings["checkpoint"]``
+  (:func:`lib.train_lcam.load_lcam`; L-CAM-Fm and L-CAM-Img differ only in training, not in the map),
+  or, without a checkpoint, its CAM start (:meth:`lib.cams.lcam.LCAMAttention.from_classifier`).
 
-``settings`` are the method's keyword arguments (e.g. ``{"n_masks": 4000}`` for RISE). The map
-store keys maps by :func:`lib.analysis.map_store.describe` of the built object, so a changed
-setting or checkpoint is a different map.
+An alias names its base method in ``settings["method"]``: ``{"lcam-fm": {"method": "lcam", "checkpoint":
+...}}`` in ``config/config.yaml`` ``evaluation.methods`` is L-CAM-Fm under its own key, so several variants
+of one method (trained attentions, UCAG's settings) get their own shards. The other ``settings`` are the
+method's keyword arguments (e.g. ``{"n_masks": 4000}`` for RISE). The map store keys maps by
+:func:`lib.analysis.map_store.describe` of the built object (a trained attention by the digest of its
+weights), so a changed setting or checkpoint is a different map, and the same one is the same map
+whichever key or notebook asks for it.
 """
 
 from __future__ import annotations
@@ -28,17 +35,28 @@ def normalize_key(key: str) -> str:
 def build_method(key: str, model, settings: Mapping[str, Any] | None = None):
     """The CAM object of method ``key`` with ``settings`` for ``model`` (see the module docstring)."""
     settings = dict(settings or {})
-    name = normalize_key(key)
+    base = settings.pop("method", key)
+    name = normalize_key(base)
+    device = next(model.parameters()).device
     if name in ("amgradcam", "amgradcamfree"):
         from lib.cams.attention import AMGradCAM, ParameterFreeAttention
         checkpoint = settings.pop("checkpoint", None)
         if name == "amgradcamfree":
             return AMGradCAM(model, ParameterFreeAttention(), **settings)
         if not checkpoint:
-            raise ValueError("amgradcam needs settings['checkpoint'], the trained attention "
+            raise ValueError(f"{key}: amgradcam needs settings['checkpoint'], the trained attention "
                              "(results/checkpoints/am_gradcam_<model>.pt from the train_am_gradcam rule). "
                              "Fix: give the checkpoint, or use 'amgradcam-free'.")
         from lib.train_am_gradcam import load_attention
-        attention, _ = load_attention(checkpoint, next(model.parameters()).device)
+        attention, _ = load_attention(checkpoint, device)
         return AMGradCAM(model, attention, **settings)
-    return get_method(key, model, **settings)
+    if name == "lcam":
+        from lib.cams.lcam import LCAM, LCAMAttention
+        checkpoint = settings.pop("checkpoint", None)
+        if checkpoint:
+            from lib.train_lcam import load_lcam
+            attention, _ = load_lcam(checkpoint, device)
+        else:  # the CAM start every L-CAM training begins from
+            attention = LCAMAttention.from_classifier(model, settings.get("target_layer")).to(device).eval()
+        return LCAM(model, attention, **settings)
+    return get_method(base, model, **settings)

@@ -13,9 +13,15 @@ os.environ.update(PATH=os.pathsep.join([str(Path(sys.executable).parent), os.env
 
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake runs outside .venv
+from lib.allocator import export_huge_pages  # noqa: E402
 from lib.config import data_dir, resolve_device, split_dir  # noqa: E402
 from lib.evaluation import shards_for  # noqa: E402
 from lib.outputs import declared, notebooks, pipeline_outputs, reads  # noqa: E402
+
+# Every job's malloc asks for transparent huge pages (lib.allocator.export_huge_pages; CAM_MALLOC_TUNING=0 or your
+# own glibc.malloc.hugetlb setting keeps it off): on the VMs the compendium is measured on, fresh memory costs
+# ~10 s/GB in 4 KiB pages, and huge pages cut a shard's system time by a third. The numbers are unchanged.
+export_huge_pages()
 
 RESULTS = config["results_dir"]
 FIGURES = config["figures_dir"]
@@ -64,13 +70,13 @@ def gpus():
     return 1 if ON_GPU else 0
 
 
-# The longest chains start first, so that two one-thread jobs keep both cores busy to the end
-# (results/benchmarks: notebook 02 and its four trainings are the longest, notebook 03 next, then 04, then
-# notebook 01's attention training); the short jobs (notebooks 05 and 01, the calibration) fill the gaps at the
-# end. The evaluation shards notebook 02 reads (and 01) get notebook 02's priority, which Snakemake does not
-# pass upstream itself.
+# The longest jobs start first, so that two one-thread jobs keep both cores busy to the end: AM-Grad-CAM's
+# training, the longest one-thread job (206 s in results/benchmarks), first of all (stop 27's fresh-clone run
+# started it last, and it ran 131 s alone on one core); then notebook 02's chain (its four trainings and the
+# shards, which get notebook 02's priority: Snakemake does not pass priorities upstream itself), notebook 03,
+# then 04; the short jobs (notebooks 05 and 01, the calibration) fill the gaps at the end.
 NOTEBOOK_PRIORITY = {"02": 10, "03": 5, "04": 3}
-TRAIN_AM_PRIORITY = 2
+TRAIN_AM_PRIORITY = 20
 
 
 def threads(kind):
@@ -155,19 +161,37 @@ def notebook_rows(nb):
     return shard_files(section["model"], spec["methods"], [spec["target"]], spec["groups"], n, section["val_dir"])
 
 
+def trained_checkpoint(value, model):
+    """The checkpoint a method's `checkpoint:` setting names for a model: `train` is the train_am_gradcam rule's
+    (AM-Grad-CAM), `train:lcam_<variant>_<loss>` a train_lcam rule's (e.g. `train:lcam_fm_full`); anything else is
+    a path of your own (None: no checkpoint)."""
+    if value == "train":
+        return checkpoint_path(model)
+    if isinstance(value, str) and value.startswith("train:"):
+        name = value.split(":", 1)[1]
+        variant = name.removeprefix("lcam_")
+        if not name.startswith("lcam_") or variant not in LCAM_VARIANTS:
+            raise ValueError(f"checkpoint: {value} names no training rule. Fix: use `train` (AM-Grad-CAM) or "
+                             f"train:lcam_<one of {', '.join(LCAM_VARIANTS)}>.")
+        return f"{RESULTS}/checkpoints/lcam_{model}_{variant}.pt"
+    return value or None
+
+
 def method_settings(method, model):
-    """The settings of a method key for the evaluate rule (config evaluation.methods); AM-Grad-CAM's
-    `checkpoint: train` is the train_am_gradcam rule's checkpoint of the model."""
+    """The settings of a method key for the evaluate rule (config evaluation.methods), the checkpoint a training
+    rule writes as its absolute path (trained_checkpoint)."""
     settings = dict(EVAL["methods"].get(method) or {})
-    if settings.get("checkpoint") == "train":
-        settings["checkpoint"] = os.path.abspath(checkpoint_path(model))
+    path = trained_checkpoint(settings.get("checkpoint"), model)  # (not `checkpoint`: a Snakemake keyword)
+    if path:
+        settings["checkpoint"] = os.path.abspath(path)
     return settings
 
 
 def method_inputs(wildcards):
-    """A method's trained weights (AM-Grad-CAM's checkpoint) when it has any."""
-    settings = EVAL["methods"].get(wildcards.method) or {}
-    return [checkpoint_path(wildcards.model)] if settings.get("checkpoint") == "train" else []
+    """A method's trained weights (AM-Grad-CAM's or an L-CAM checkpoint) when a training rule writes them."""
+    value = (EVAL["methods"].get(wildcards.method) or {}).get("checkpoint")
+    path = trained_checkpoint(value, wildcards.model)
+    return [path] if path and str(value).startswith("train") else []
 
 
 def maps_first(wildcards):
