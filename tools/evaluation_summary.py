@@ -59,17 +59,21 @@ def benchmark_frame(benchmarks: Path, eval_dir: Path) -> pd.DataFrame:
                                        "max_rss"])
 
 
-def gpu_rates() -> dict:
-    """{method: measured GPU images per second} from benchmarks/results/gpu.json (make gpu-check), else {}."""
-    path = ROOT / "benchmarks" / "results" / "gpu.json"
+def gpu_rates(path: Path | None = None) -> dict[tuple[str, str], float]:
+    """{(method, metric group): measured GPU images per second} from benchmarks/results/gpu.json
+    (``make gpu-check``: ``evaluate_images_per_s`` is {method: {group: rate}}), else {}."""
+    path = path or ROOT / "benchmarks" / "results" / "gpu.json"
     if not path.is_file():
         return {}
-    return {k: float(v) for k, v in json.loads(path.read_text()).get("evaluate_images_per_s", {}).items()}
+    rates = json.loads(path.read_text()).get("evaluate_images_per_s", {})
+    return {(m, g): float(v) for m, groups in rates.items() for g, v in groups.items()}
 
 
-def cost_table(bench: pd.DataFrame, total_images: int, shard_size: int, threads: int = 1) -> pd.DataFrame:
+def cost_table(bench: pd.DataFrame, total_images: int, shard_size: int, threads: int = 1,
+               rates: dict[tuple[str, str], float] | None = None) -> pd.DataFrame:
     """Per (model, method, target rule, group): measured cost per image and the projection to total_images
-    (``threads``: the threads each job had, so core-seconds = wall seconds x threads)."""
+    (``threads``: the threads each job had, so core-seconds = wall seconds x threads; GPU hours from the
+    (method, group) ``rates``, by default :func:`gpu_rates`)."""
     keys = ["model", "method", "target_rule", "group"]
     per = bench.groupby(keys).agg(shards=("shard", "count"), images=("images", "sum"), s=("s", "sum"),
                                   sampled_cpu_time=("cpu_time", "sum"), max_rss_mb=("max_rss", "max")).reset_index()
@@ -78,8 +82,9 @@ def cost_table(bench: pd.DataFrame, total_images: int, shard_size: int, threads:
     per["wall_s_per_shard"] = per.wall_s_per_image * shard_size
     per["projected_images"] = total_images
     per["projected_cpu_hours"] = per.cpu_s_per_image * total_images / 3600
-    rates = gpu_rates()
-    per["projected_gpu_hours"] = [total_images / rates[m] / 3600 if m in rates else float("nan") for m in per.method]
+    rates = gpu_rates() if rates is None else rates
+    per["projected_gpu_hours"] = [total_images / rates[(m, g)] / 3600 if (m, g) in rates else float("nan")
+                                  for m, g in zip(per.method, per.group)]
     return per
 
 

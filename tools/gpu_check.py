@@ -7,9 +7,13 @@
    run: Lite0, 16 images, one repeat) -> ``benchmarks/results/cuda.json`` / ``cuda.md``;
 3. one shard of every method of ``evaluation.methods`` through the pipeline's ``evaluate`` rule
    (the full profile on the first shard of 64 images, every metric group, in ``results/gpu-check/``);
-4. a JSON summary (``--out``): each step's status and seconds, and per method the images per second
-   of its shard (all groups), which ``tools/evaluation_summary.py`` turns into the full profile's
-   projected GPU time.
+4. a JSON summary (``--out``): each step's status and seconds, and per method and metric group the
+   images per second of its shard, which ``tools/evaluation_summary.py`` turns into the full profile's
+   projected GPU time. The shards run :data:`GPU_JOBS` at a time on the one GPU (each job one at a time
+   would spend the step's time starting Python, torch and CUDA), so a rate is that of one job among
+   several and the projection, which counts one job at a time, is an upper bound.
+
+The steps' time limits add up to 570 s.
 
 Exits non-zero when a step fails (the summary is written anyway) or when there is no GPU.
 """
@@ -31,6 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 CHECK = ROOT / "results" / "gpu-check"
 SHARD_IMAGES = 64  # the one shard of every method: its images, and the rate's numerator
+GPU_JOBS = 4  # evaluate/train jobs sharing the one GPU at a time: 110 jobs one after another, each starting
+              # Python, torch and CUDA, would not fit the step's time
 
 
 def step(name: str, cmd: list[str], timeout: int) -> dict:
@@ -44,13 +50,16 @@ def step(name: str, cmd: list[str], timeout: int) -> dict:
     return {"step": name, "status": status, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def shard_rates(bench: Path) -> dict[str, float]:
-    """{method: images per second of its first shard over every metric group} from the rule's benchmarks."""
-    seconds: dict[str, float] = {}
-    for tsv in bench.rglob("shard-0000.tsv"):
-        method = tsv.relative_to(bench).parts[1]
-        seconds[method] = seconds.get(method, 0.0) + float(pd.read_csv(tsv, sep="\t").iloc[-1]["s"])
-    return {m: round(SHARD_IMAGES / s, 3) for m, s in sorted(seconds.items()) if s > 0}
+def shard_rates(bench: Path, images: int = SHARD_IMAGES) -> dict[str, dict[str, float]]:
+    """{method: {metric group: images per second of its first shard}} from the evaluate rule's benchmark files
+    (``<bench>/<model>/<method>/<target>/<group>/shard-0000.tsv``, Snakemake's wall seconds ``s``)."""
+    rates: dict[str, dict[str, float]] = {}
+    for tsv in sorted(bench.rglob("shard-0000.tsv")):
+        _, method, _, group, _ = tsv.relative_to(bench).parts
+        seconds = float(pd.read_csv(tsv, sep="\t").iloc[-1]["s"])
+        if seconds > 0:
+            rates.setdefault(method, {})[group] = round(images / seconds, 3)
+    return rates
 
 
 def main(argv=None) -> int:
@@ -67,13 +76,14 @@ def main(argv=None) -> int:
                                    "evaluation": {"full": True, "n_images": SHARD_IMAGES,
                                                   "shard_size": SHARD_IMAGES}}))
     steps = [
-        step("CUDA-only tests", [str(BIN / "python"), "-m", "pytest", "-m", "gpu", "tests", "-q"], 120),
+        step("CUDA-only tests", [str(BIN / "python"), "-m", "pytest", "-m", "gpu", "tests", "-q"], 90),
         step("benchmark with the peer", [str(BIN / "python"), "benchmarks/run.py", "--device", "cuda", "--images", "16",
-                                         "--repeats", "1", "--forward-models", "efficientnet_lite0"], 240),
+                                         "--repeats", "1", "--forward-models", "efficientnet_lite0"], 150),
         step("one shard of every method", [str(BIN / "snakemake"), "--cores", "all", "--configfile", "config/config.yaml",
-                                           str(cfg), "--rerun-incomplete", "--nolock", "--resources", "gpu=1"], 300),
+                                           str(cfg), "--rerun-incomplete", "--nolock", "--resources", f"gpu={GPU_JOBS}"], 330),
     ]
     summary = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": steps,
+               "gpu_jobs_at_once": GPU_JOBS, "images_per_shard": SHARD_IMAGES,
                "evaluate_images_per_s": shard_rates(CHECK / "benchmarks" / "evaluate")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
