@@ -273,3 +273,19 @@ def test_density_and_adversarial_equal_pytorch(lite0, photos, metric_inputs):
     assert_close({k: reference[k] for k in ("original", "embedded")},
                  {k: fast[k] for k in ("original", "embedded")}, FP32_METRIC_BOUND, "adversarial")
     assert torch.equal(reference["accuracy"], fast["accuracy"])
+
+
+def test_openvino_compiles_without_cpu_pinning(monkeypatch, tmp_path):
+    """Pinned, two one-thread processes side by side shared one core (lib.inference.runtimes' docstring)."""
+    from lib.inference import runtimes
+    seen = {}
+
+    class Core:
+        def compile_model(self, path, device, config):
+            seen.update(config, device=device)
+            raise RuntimeError("compiled")
+
+    monkeypatch.setattr(runtimes, "_openvino_core", lambda: Core())
+    with pytest.raises(RuntimeError, match="compiled"):
+        runtimes._openvino_runner(tmp_path, "fp32")
+    assert seen["ENABLE_CPU_PINNING"] is False and seen["INFERENCE_PRECISION_HINT"] == "f32" and seen["device"] == "CPU"

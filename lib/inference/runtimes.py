@@ -7,7 +7,10 @@ One runner per (weights, part, input shape, backend, precision), kept in memory
 * **OpenVINO**: the IR compiled for the CPU with ``INFERENCE_PRECISION_HINT`` ``f32`` (exactly:
   OpenVINO would otherwise pick bf16 by itself on CPUs with AMX/AVX-512-BF16) or ``bf16``,
   ``INFERENCE_NUM_THREADS`` = ``torch.get_num_threads()`` and the latency hint (one stream: the
-  loops call it one batch at a time).
+  loops call it one batch at a time), and ``ENABLE_CPU_PINNING`` off: with pinning, OpenVINO binds its
+  inference threads to the first cores, so two one-thread processes side by side (the pipeline's shards,
+  trainings and notebooks) ran on the same core while the other idled (measured on 2 cores, Lite0 at batch
+  16: 33 images/s each side by side against 64 alone; without pinning each keeps its own core).
 * **ONNX Runtime**: the CPU execution provider, ``intra_op_num_threads`` = PyTorch's threads;
   fp32 only.
 """
@@ -81,6 +84,7 @@ def _openvino_runner(folder, precision: str) -> Callable[[np.ndarray], np.ndarra
         "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         "INFERENCE_NUM_THREADS": max(1, torch.get_num_threads()),
         "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,  # see the module docstring: pinned one-thread processes share one core
     })
     request = compiled.create_infer_request()
 
