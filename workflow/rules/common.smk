@@ -113,9 +113,14 @@ def checkpoint_path(model):
     return f"{RESULTS}/checkpoints/am_gradcam_{model}.pt"
 
 
+def lcam_checkpoint(model, variant):
+    """An L-CAM checkpoint of a model, written by train_lcam; variant: `<fm|img>_<full|ce>`, or a wildcard pattern."""
+    return f"{RESULTS}/checkpoints/lcam_{model}_{variant}.pt"
+
+
 def lcam_checkpoints(model):
     """The four L-CAM checkpoints of notebook 02: L-CAM-Fm, L-CAM-Img and their CE-only ablations."""
-    return [f"{RESULTS}/checkpoints/lcam_{model}_{v}.pt" for v in LCAM_VARIANTS]
+    return [lcam_checkpoint(model, v) for v in LCAM_VARIANTS]
 
 
 def job_data_dir(wildcards):
@@ -173,7 +178,7 @@ def trained_checkpoint(value, model):
         if not name.startswith("lcam_") or variant not in LCAM_VARIANTS:
             raise ValueError(f"checkpoint: {value} names no training rule. Fix: use `train` (AM-Grad-CAM) or "
                              f"train:lcam_<one of {', '.join(LCAM_VARIANTS)}>.")
-        return f"{RESULTS}/checkpoints/lcam_{model}_{variant}.pt"
+        return lcam_checkpoint(model, variant)
     return value or None
 
 

@@ -41,7 +41,7 @@ rule train_lcam:
         data=data_inputs(NB02["train_dir"]),
         code=sources("train_lcam.py", "cams/lcam.py"),
     output:
-        checkpoint=f"{RESULTS}/checkpoints/lcam_{{model}}_{{variant}}_{{loss}}.pt",
+        checkpoint=lcam_checkpoint("{model}", "{variant}_{loss}"),
     log:
         f"{RESULTS}/logs/train_lcam_{{model}}_{{variant}}_{{loss}}.log",
     benchmark:
