@@ -90,7 +90,7 @@ def _rows_table(data: dict, kind: str) -> list[str]:
                                                                     for e in extra]
         lines += [f"{result['model']}, {result['inputs']}:", "", "| " + " | ".join(head) + " |",
                   "|" + "---|" * len(head)]
-        for row in result["methods" if kind == "method" else "metrics"]:
+        for row in result.get("methods" if kind == "method" else "metrics", []):  # none under --no-metrics
             best = fast if fast in row else ref
             cells = [row.get("method") or row["metric"], str(row["images"]), str(row["forward_passes"])]
             cells += [_fmt(row[n]["img_s"]) if n in row else "as eager" for n in names]
@@ -119,7 +119,8 @@ def markdown(data: dict) -> str:
              f"{meta.get('gpu') or meta.get('processor', 'CPU')}, {meta['threads']} threads, torch {meta['torch']}, "
              f"{runtimes}; {meta['seconds'] / 60:.0f} min", "", "## Forward paths", ""]
     lines += _forward_table(data) + ["", "## Methods", ""] + _rows_table(data, "method")
-    lines += ["## Metrics", ""] + _rows_table(data, "metric")
+    if any("metrics" in result for result in data["results"]):  # none under --no-metrics
+        lines += ["## Metrics", ""] + _rows_table(data, "metric")
     return "\n".join(lines).rstrip() + "\n"
 
 

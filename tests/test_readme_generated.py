@@ -104,3 +104,11 @@ def test_full_profile_merges_a_partial_run_into_the_last():
         merged_cost(measured, previous, ["c"], 50.0, "", 128)
     with pytest.raises(SystemExit, match="earlier"):
         merged_cost(measured, None, ["b"], 50.0, "", 128)
+
+
+def test_markdown_of_a_run_without_metrics(data):
+    """`benchmarks/run.py --no-metrics` writes results without metric rows: no Metrics section, no KeyError."""
+    without = {**data, "results": [{k: v for k, v in r.items() if k != "metrics"} for r in data["results"]]}
+    text = report.markdown(without)
+    assert "## Methods" in text and "## Metrics" not in text
+    assert "## Metrics" in report.markdown(data)

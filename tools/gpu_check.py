@@ -21,6 +21,7 @@ Exits non-zero when a step fails (the summary is written anyway) or when there i
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import subprocess
 import sys
@@ -32,11 +33,11 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+PYTHON = sys.executable  # every step runs under this interpreter (`-m pytest`, `-m snakemake`), venv or not
 CHECK = ROOT / "results" / "gpu-check"
 SHARD_IMAGES = 64  # the one shard of every method: its images, and the rate's numerator
-GPU_JOBS = 4  # evaluate/train jobs sharing the one GPU at a time: 110 jobs one after another, each starting
-              # Python, torch and CUDA, would not fit the step's time
+GPU_JOBS = 4  # evaluate/train jobs sharing the one GPU at a time (--gpu-jobs): 110 jobs one after another, each
+              # starting Python, torch and CUDA, would not fit the step's time
 
 
 def step(name: str, cmd: list[str], timeout: int) -> dict:
@@ -62,10 +63,20 @@ def shard_rates(bench: Path, images: int = SHARD_IMAGES) -> dict[str, dict[str, 
     return rates
 
 
+def scheduler_args() -> list[str]:
+    """Snakemake's default scheduler solves an ILP with pulp; where pulp is not installed (a CUDA image with only
+    what the evaluation needs), the greedy scheduler, which needs nothing."""
+    return [] if importlib.util.find_spec("pulp") else ["--scheduler", "greedy"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "gpu.json")
+    p.add_argument("--gpu-jobs", type=int, default=GPU_JOBS,
+                   help=f"evaluate/train jobs sharing the GPU at a time (default {GPU_JOBS}; each takes one CPU core)")
     args = p.parse_args(argv)
+    if args.gpu_jobs < 1:
+        p.error(f"--gpu-jobs must be >= 1, got {args.gpu_jobs}")
     if not torch.cuda.is_available():
         print("gpu-check: torch sees no CUDA device. Fix: run it on a machine with an NVIDIA GPU and the CUDA "
               "build of torch (the default from PyPI).", file=sys.stderr)
@@ -76,14 +87,15 @@ def main(argv=None) -> int:
                                    "evaluation": {"full": True, "n_images": SHARD_IMAGES,
                                                   "shard_size": SHARD_IMAGES}}))
     steps = [
-        step("CUDA-only tests", [str(BIN / "python"), "-m", "pytest", "-m", "gpu", "tests", "-q"], 90),
-        step("benchmark with the peer", [str(BIN / "python"), "benchmarks/run.py", "--device", "cuda", "--images", "16",
+        step("CUDA-only tests", [PYTHON, "-m", "pytest", "-m", "gpu", "tests", "-q"], 90),
+        step("benchmark with the peer", [PYTHON, "benchmarks/run.py", "--device", "cuda", "--images", "16",
                                          "--repeats", "1", "--forward-models", "efficientnet_lite0"], 150),
-        step("one shard of every method", [str(BIN / "snakemake"), "--cores", "all", "--configfile", "config/config.yaml",
-                                           str(cfg), "--rerun-incomplete", "--nolock", "--resources", f"gpu={GPU_JOBS}"], 330),
+        step("one shard of every method", [PYTHON, "-m", "snakemake", "--cores", "all", "--configfile",
+                                           "config/config.yaml", str(cfg), "--rerun-incomplete", "--nolock",
+                                           "--resources", f"gpu={args.gpu_jobs}", *scheduler_args()], 330),
     ]
     summary = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": steps,
-               "gpu_jobs_at_once": GPU_JOBS, "images_per_shard": SHARD_IMAGES,
+               "gpu_jobs_at_once": args.gpu_jobs, "images_per_shard": SHARD_IMAGES,
                "evaluate_images_per_s": shard_rates(CHECK / "benchmarks" / "evaluate")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")

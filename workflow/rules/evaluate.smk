@@ -42,7 +42,7 @@ rule evaluate:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.evaluation"
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m lib.evaluation"
         " --model {wildcards.model:q} --method {wildcards.method:q} --settings {params.settings:q}"
         " --target {wildcards.target} --group {wildcards.group} --shard {wildcards.shard}"
         " --shard-size {params.shard_size} --seed {params.seed} --data-dir {params.data_dir:q}"

@@ -88,6 +88,6 @@ for nb, name in NOTEBOOKS.items():
         conda:
             CONDA_ENV
         shell:
-            "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
+            "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} papermill {input.notebook:q} {output.notebook:q}"
             " --cwd {params.cwd:q} --kernel python3 --log-output --no-progress-bar"
             " {params.papermill} > {log:q} 2>&1"

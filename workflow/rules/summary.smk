@@ -25,7 +25,7 @@ rule claims_scorecard:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH={params.repo:q} python -m tools.claims_scorecard --csv-only --figures {params.figures:q} > {log:q} 2>&1"
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} python -m tools.claims_scorecard --csv-only --figures {params.figures:q} > {log:q} 2>&1"
 
 
 rule stats_calibration:
@@ -48,7 +48,7 @@ rule stats_calibration:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m tools.stats_calibration --out {output:q} > {log:q} 2>&1"
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m tools.stats_calibration --out {output:q} > {log:q} 2>&1"
 
 
 FULL_SHARDS = [
@@ -88,7 +88,7 @@ rule evaluation_summary:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH={params.repo:q} python -m tools.evaluation_summary --eval-dir {params.eval_dir:q}"
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} python -m tools.evaluation_summary --eval-dir {params.eval_dir:q}"
         " --benchmarks {params.benchmarks:q} --total-images {params.total} --shard-size {params.shard_size}"
         " --threads {params.eval_threads}"
         " --summary {output.summary:q} --cost {output.cost:q} > {log:q} 2>&1"

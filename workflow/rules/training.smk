@@ -12,7 +12,7 @@ rule train_am_gradcam:
     benchmark:
         f"{RESULTS}/benchmarks/train_am_gradcam_{{model}}.tsv"
     params:
-        repo=str(REPO),  # on PYTHONPATH: jobs import lib from this checkout (also under --use-conda)
+        repo=str(REPO),  # first on PYTHONPATH (before the caller's): jobs import lib from this checkout (also under --use-conda)
         data_dir=job_data_dir,
         train_dir=NB01["train_dir"],
         epochs=NB01["train_epochs"],
@@ -28,7 +28,7 @@ rule train_am_gradcam:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
         " --model {wildcards.model:q} --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
         " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
         " --cpu-chunk {params.cpu_chunk} --seed {params.seed} --device {params.device:q} --out {output.checkpoint:q}"
@@ -65,7 +65,7 @@ rule train_lcam:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH={params.repo:q} OMP_NUM_THREADS={threads} python -m lib.train_lcam"
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m lib.train_lcam"
         " --model {wildcards.model:q} --variant {wildcards.variant} {params.ce_only}"
         " --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
         " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
