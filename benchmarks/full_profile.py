@@ -13,6 +13,9 @@ on this machine (every core busy), and GPU hours where ``benchmarks/results/gpu.
 rate. Each job's ~10 s start (Python, torch) is spread over ``--images`` images here and over a whole
 shard in the profile, so the projection is an upper bound by about 10 s x jobs.
 
+``--gpu-only`` measures nothing: it recomputes the GPU columns of the last ``full_profile.json`` from
+``benchmarks/results/gpu.json`` (:func:`add_gpu_projection`) and re-renders the table.
+
 ``--methods a b`` measures only those method keys (e.g. new ones) and keeps the other methods' rows of the
 last ``full_profile.json``; the JSON's ``runs`` says which run measured which methods.
 
@@ -36,10 +39,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.evaluation_summary import benchmark_frame, cost_table  # noqa: E402
+from tools.evaluation_summary import benchmark_frame, cost_table, gpu_rates  # noqa: E402
 
 OUT = ROOT / "results" / "full-cost"
 MARKERS = ("<!-- full:start -->", "<!-- full:end -->")
+GPU_JSON = ROOT / "benchmarks" / "results" / "gpu.json"
+SHARD_STEP = "one shard of every method"  # tools/gpu_check.py's step name
 
 
 def run_profile(images: int, methods: list[str] | None = None) -> float:
@@ -71,8 +76,57 @@ def readme_table(result: dict) -> str:
     t = result["total"]
     gpu = f"{t['projected_gpu_hours']:.1f}" if t["projected_gpu_hours"] is not None else "not measured (`make gpu-check`)"
     lines += [f"| **all {len(rows)} methods** | {t['wall_s_per_shard']:.0f} | {t['cpu_s_per_image']:.2f} | "
-              f"**{t['projected_cpu_hours']:.1f}** | **{t['projected_wall_hours']:.1f}** | {gpu} |", MARKERS[1]]
+              f"**{t['projected_cpu_hours']:.1f}** | **{t['projected_wall_hours']:.1f}** | {gpu} |"]
+    lines += (["", gpu_text(result)] if result.get("gpu") else []) + [MARKERS[1]]
     return "\n".join(lines)
+
+
+def add_gpu_projection(result: dict, gpu_json: Path = GPU_JSON) -> dict:
+    """``result`` with its GPU columns from a ``make gpu-check`` summary (``gpu_json``; unchanged without one).
+
+    Two projections to ``result["projected_images"]`` images: per (method, group), images / the check's
+    measured rate (``projected_gpu_hours``: each job alone at the rate it had among the check's concurrent
+    jobs, start-up included, so an upper bound), and ``result["gpu"]["projected_wall_hours"]``: the wall time
+    of the check's shard step (every (method, group) on one shard and the trainings, ``gpu_jobs_at_once``
+    jobs at a time on the one GPU) scaled by images / the check's images per shard.
+    """
+    if not gpu_json.is_file():
+        return result
+    summary = json.loads(gpu_json.read_text())
+    rates, n = gpu_rates(gpu_json), result["projected_images"]
+    for row in result["per_group"]:
+        rate = rates.get((row["method"], row["group"]))
+        row["projected_gpu_hours"] = n / rate / 3600 if rate else None
+    by_method: dict[str, list] = {}
+    for row in result["per_group"]:
+        by_method.setdefault(row["method"], []).append(row["projected_gpu_hours"])
+    for m in result["methods"]:
+        hours = by_method.get(m["method"], [None])
+        m["projected_gpu_hours"] = None if None in hours else float(sum(hours))
+    methods = result["methods"]
+    result["total"]["projected_gpu_hours"] = (None if any(m["projected_gpu_hours"] is None for m in methods)
+                                              else float(sum(m["projected_gpu_hours"] for m in methods)))
+    step = next((st for st in summary["steps"] if st["step"] == SHARD_STEP), None)
+    passed = step is not None and step["status"] == "passed"
+    result["gpu"] = {"device": summary["device"], "torch": summary["torch"], "jobs_at_once": summary["gpu_jobs_at_once"],
+                     "images_per_shard": summary["images_per_shard"], "note": summary.get("note", ""),
+                     "shard_step_s": step["seconds"] if passed else None,
+                     "projected_wall_hours": step["seconds"] * n / summary["images_per_shard"] / 3600 if passed else None}
+    return result
+
+
+def gpu_text(result: dict) -> str:
+    """The sentence under the table about the GPU columns (empty without a GPU check)."""
+    g = result.get("gpu")
+    if not g:
+        return ""
+    wall = (f"its shard step (every method and group on one shard of {g['images_per_shard']} images, and the trainings, "
+            f"{g['jobs_at_once']} jobs at a time) took {g['shard_step_s']:.0f} s, so about "
+            f"**{g['projected_wall_hours']:.1f} GPU-hours** for {result['projected_images']} images at that rate"
+            if g["shard_step_s"] else "its shard step did not pass, so no wall-time projection")
+    return (f"GPU: `make gpu-check` on an {g['device']} (torch {g['torch']}): {wall}. The column above counts each "
+            f"(method, group) as one job alone at its measured rate, mostly Python, torch and CUDA start-up at "
+            f"{g['images_per_shard']} images per job: an upper bound." + (f" {g['note']}" if g["note"] else ""))
 
 
 def runs_of(result: dict) -> list[dict]:
@@ -127,9 +181,16 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", metavar="KEY",
                    help="measure only these method keys; the other methods' rows stay those of the last JSON")
     p.add_argument("--note", default="", help="what to say about this run in the table's header")
+    p.add_argument("--gpu-only", action="store_true",
+                   help=f"only recompute the GPU columns of the last JSON from {GPU_JSON.relative_to(ROOT)}")
     args = p.parse_args(argv)
     out = ROOT / "benchmarks" / "results" / "full_profile.json"
     previous = json.loads(out.read_text()) if out.exists() else None
+    if args.gpu_only:
+        if previous is None or not GPU_JSON.is_file():
+            raise SystemExit(f"--gpu-only needs {out.relative_to(ROOT)} and {GPU_JSON.relative_to(ROOT)}. Fix: run "
+                             "without --gpu-only once, and `make gpu-check` on a CUDA machine.")
+        return write_result(add_gpu_projection(previous), out, args.update_readme)
     if args.tables_only and previous is None:
         raise SystemExit(f"--tables-only: no {out} yet. Fix: run without --tables-only once.")
     wall = runs_of(previous)[-1]["wall_s"] if args.tables_only else run_profile(args.images, args.methods)
@@ -160,9 +221,13 @@ def main(argv=None) -> int:
                         "projected_cpu_hours": float(per.projected_cpu_hours.sum()),
                         "projected_wall_hours": float(per.projected_wall_hours.sum()), "projected_gpu_hours": gpu},
               "per_group": cost.to_dict("records")}
+    return write_result(add_gpu_projection(result), out, args.update_readme)
+
+
+def write_result(result: dict, out: Path, update_readme: bool) -> int:
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(readme_table(result))
-    if args.update_readme:
+    if update_readme:
         readme = ROOT / "README.md"
         text = readme.read_text()
         a, b = text.index(MARKERS[0]), text.index(MARKERS[1]) + len(MARKERS[1])

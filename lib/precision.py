@@ -30,3 +30,16 @@ def precision_autocast(device: torch.device, precision: str):
     bound in ``benchmarks/results/cpu.json``).
     """
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=check_precision(precision))
+
+
+def strict_fp32_on_cuda() -> None:
+    """Make fp32 on CUDA IEEE fp32: no TF32 in cuDNN convolutions or in matrix products.
+
+    PyTorch lets cuDNN run fp32 convolutions in TF32 (10-bit mantissa) on Ampere and later GPUs by
+    default. That is not the fp32 the CPU computes: on an H200, Grad-CAM's AD rows of 3 images on
+    CUDA differed from the CPU's by up to 0.8 points with TF32 on (`make gpu-check`,
+    tests/test_evaluation.py::test_rows_on_cuda_equal_the_cpu_rows). Reduced precision stays an
+    explicit choice (``precision="bf16"``). Process-wide, like the flags it sets.
+    """
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False

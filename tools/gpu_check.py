@@ -4,7 +4,8 @@
 
 1. the CUDA-only tests (``pytest -m gpu``: bf16 on CUDA, evaluation rows on CUDA equal the CPU's);
 2. the benchmark with the peer library side by side (``benchmarks/run.py --device cuda``, a short
-   run: Lite0, 16 images, one repeat) -> ``benchmarks/results/cuda.json`` / ``cuda.md``;
+   run: Lite0, 16 images, one repeat, no torch.compile path: with it the step ran past 150 s on an H200,
+   without it 2 min) -> ``benchmarks/results/cuda.json`` / ``cuda.md``;
 3. one shard of every method of ``evaluation.methods`` through the pipeline's ``evaluate`` rule
    (the full profile on the first shard of 64 images, every metric group, in ``results/gpu-check/``);
 4. a JSON summary (``--out``): each step's status and seconds, and per method and metric group the
@@ -13,7 +14,7 @@
    would spend the step's time starting Python, torch and CUDA), so a rate is that of one job among
    several and the projection, which counts one job at a time, is an upper bound.
 
-The steps' time limits add up to 570 s.
+The steps' time limits add up to 570 s (60 + 180 + 330).
 
 Exits non-zero when a step fails (the summary is written anyway) or when there is no GPU.
 """
@@ -36,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # every step runs under this interpreter (`-m pytest`, `-m snakemake`), venv or not
 CHECK = ROOT / "results" / "gpu-check"
 SHARD_IMAGES = 64  # the one shard of every method: its images, and the rate's numerator
-GPU_JOBS = 4  # evaluate/train jobs sharing the one GPU at a time (--gpu-jobs): 110 jobs one after another, each
-              # starting Python, torch and CUDA, would not fit the step's time
+GPU_JOBS = 8  # evaluate/train jobs sharing the one GPU at a time (--gpu-jobs), one CPU core each: 110 jobs one after
+              # another, each starting Python, torch and CUDA, would not fit the step's time (on an H200 with 16
+              # cores, 8 at a time ran the 112 jobs of 64 images in 297 s)
 
 
 def step(name: str, cmd: list[str], timeout: int) -> dict:
@@ -87,9 +89,10 @@ def main(argv=None) -> int:
                                    "evaluation": {"full": True, "n_images": SHARD_IMAGES,
                                                   "shard_size": SHARD_IMAGES}}))
     steps = [
-        step("CUDA-only tests", [PYTHON, "-m", "pytest", "-m", "gpu", "tests", "-q"], 90),
+        step("CUDA-only tests", [PYTHON, "-m", "pytest", "-m", "gpu", "tests", "-q"], 60),
         step("benchmark with the peer", [PYTHON, "benchmarks/run.py", "--device", "cuda", "--images", "16",
-                                         "--repeats", "1", "--forward-models", "efficientnet_lite0"], 150),
+                                         "--repeats", "1", "--forward-models", "efficientnet_lite0", "--no-compile"],
+             180),
         step("one shard of every method", [PYTHON, "-m", "snakemake", "--cores", "all", "--configfile",
                                            "config/config.yaml", str(cfg), "--rerun-incomplete", "--nolock",
                                            "--resources", f"gpu={args.gpu_jobs}", *scheduler_args()], 330),
