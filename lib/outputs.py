@@ -29,12 +29,13 @@ def notebooks() -> dict[str, str]:
     return {k: v["notebook"] for k, v in _outputs().items() if "notebook" in v}
 
 
-def reads(notebook: str) -> dict | None:
-    """The evaluation rows notebook ``notebook`` reads (``methods``, ``target``, ``groups``, ``images``:
-    the name of its image-count parameter), or ``None`` when it reads none."""
+def reads(notebook: str) -> list[dict]:
+    """The evaluation rows notebook ``notebook`` reads: one entry per image count, each with ``methods``,
+    ``target``, ``groups`` and ``images`` (the name of its image-count parameter); ``[]`` when it reads none.
+    ``reads:`` in config/outputs.yaml is one such mapping or a list of them."""
     declared(notebook)  # raises for an unknown notebook
-    entry = _outputs()[str(notebook)].get("reads")
-    return dict(entry) if entry else None
+    entry = _outputs()[str(notebook)].get("reads") or []
+    return [dict(e) for e in (entry if isinstance(entry, list) else [entry])]
 
 
 def pipeline_outputs() -> list[str]:

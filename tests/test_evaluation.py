@@ -12,8 +12,9 @@ from lib.analysis.map_store import MapStore
 from lib.cams import GradCAM
 from lib.config import data_dir
 from lib.data import ImageFolder
-from lib.evaluation import (EvalSpec, ad_ic_frame, SuiteSettings, evaluate_shard, n_shards, parse_protocol, read_rows,
-                            shard_ids, shard_rows, shards_for)
+from lib.evaluation import (EvalSpec, ad_ic_frame, SuiteSettings, dataset_rows, evaluate_shard, head_name, n_shards,
+                            parse_part, parse_protocol, part_ids, part_names, read_rows, shard_ids, shard_path,
+                            shard_rows, shards_for)
 from lib.evaluation import run as run_module
 from lib.evaluation.__main__ import main as cli_main
 from lib.evaluation.suite import protocol
@@ -42,6 +43,42 @@ def test_shard_errors_name_the_fix():
         n_shards(10, 0)
     with pytest.raises(ValueError, match="total"):
         shards_for(0, 5)
+
+
+def test_a_head_is_the_first_n_images_when_fewer_than_a_shard_are_wanted(tmp_path):
+    ids = [f"img{i:03d}" for i in range(23)]
+    assert part_names(3, 5, total=23) == ["head-0003"]  # 3 < a shard: one head, not shard 0's 5 images
+    assert part_names(5, 5, total=23) == [0] and part_names(12, 5, total=23) == [0, 1, 2]
+    assert part_names(0, 5, total=23) == [0, 1, 2, 3, 4] and part_names(3, 5, total=3) == [0]  # all: shards
+    assert part_ids(ids, "head-0003", 5, seed=3) == seeded_order(ids, 3)[:3] == shard_ids(ids, 0, 5, 3)[:3]
+    assert part_ids(ids, 2, 5, seed=3) == shard_ids(ids, 2, 5, 3)
+    assert parse_part("head-0008") == (0, 8) and parse_part("shard-0003") == (3, None) and parse_part(4) == (4, None)
+    assert shard_path(tmp_path, "m", "rise", "predicted", "ad_ic", head_name(8)).name == "head-0008.parquet"
+    assert shard_path(tmp_path, "m", "rise", "predicted", "ad_ic", 3).name == "shard-0003.parquet"
+    with pytest.raises(ValueError, match="shard-NNNN or head-NNNN"):
+        parse_part("tail-0003")
+    with pytest.raises(ValueError, match="at least one image"):
+        head_name(0)
+
+
+@needs_data
+def test_a_notebooks_few_images_of_a_slow_method_are_one_head(lite0, tmp_path):
+    """dataset_rows on the first 2 images with shards of 64: computes and writes head-0002, not shard 0 (64 images),
+    and reads it back the second time; the command line writes the same head."""
+    every = ImageFolder(VAL, lite0.preprocess).ids
+    first = ImageFolder(VAL, lite0.preprocess, ids=seeded_order(every, 0)[:2])
+    cams = {"Grad-CAM": ("gradcam", GradCAM(lite0))}
+    rows = dataset_rows(lite0, "efficientnet_lite0", cams, first, MapStore(None, "m"), eval_dir=tmp_path, shard_size=64,
+                        suite=QUICK, batch_size=2, progress=False)
+    head = tmp_path / "efficientnet_lite0/gradcam/predicted/ad_ic/head-0002.parquet"
+    assert head.is_file() and not head.with_name("shard-0000.parquet").exists()
+    assert set(rows.image_id) == set(first.ids) and set(read_rows([head]).image_id) == set(first.ids)
+    out = tmp_path / "cli.parquet"
+    cli_main(["--model", "efficientnet_lite0", "--method", "gradcam", "--head", "2", "--data-dir", str(VAL.parent),
+              "--out", str(out)])
+    assert set(read_rows([out]).image_id) == set(first.ids)
+    with pytest.raises(SystemExit):
+        cli_main(["--model", "efficientnet_lite0", "--method", "gradcam", "--shard", "0", "--out", str(out)])  # no size
 
 
 def test_protocol_round_trip_and_spec_errors():

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lib.config import data_dir
 from lib.outputs import declared
@@ -39,9 +40,10 @@ LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
 NOTEBOOK_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1,
                  "notebook_04": 1, "notebook_05": 1, "claims_scorecard": 1, "stats_calibration": 1, "all": 1}
 # notebook 01 reads 6 methods' ad_ic rows, notebook 02 two of them and 5 L-CAM keys: 128 images on a CPU = 1 shard
-# of 128; 2000 (paper, both notebooks) = 16 shards
-EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1}
-PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 16}
+# of 128; 2000 (paper, both notebooks) = 16 shards. Notebook 02's Score-CAM and RISE: a head of its 8 slow images
+# on a CPU (fewer than a shard), 16 shards in the paper profile (2000 images).
+EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2}
+PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5 + 2) * 16}
 FULL_METHODS = 21  # config/config.yaml evaluation.methods (16, and the five L-CAM keys)
 FULL_SHARDS = 11  # 1300 images in shards of 128
 
@@ -346,8 +348,9 @@ def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
         (block,) = job_blocks(out, f"notebook_{nb}")
         inputs[nb] = {i for i in re.search(r"input: (.+)", block).group(1).split(", ") if i.startswith("results/eval/")}
     lcam = ("lcam-start", "lcam-fm", "lcam-fm-ce", "lcam-img", "lcam-img-ce")
+    heads = {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/head-0008.parquet" for m in ("scorecam", "rise")}
     assert inputs["02"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
-                            for m in ("gradcam", "gradcam++", *lcam)}
+                            for m in ("gradcam", "gradcam++", *lcam)} | heads
     assert inputs["02"] & inputs["01"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
                                            for m in ("gradcam", "gradcam++")}
     # an L-CAM key's shard waits for its train_lcam rule's checkpoint (the same weights the notebook loads)
@@ -357,6 +360,27 @@ def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
     assert "checkpoints/" not in re.search(r"input: (.+)", blocks["lcam-start"]).group(1)
     params = papermill_args(command_of(out, "02_l_cam.ipynb"))
     assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"
+    # Score-CAM and RISE on the first n_slow_cpu (8) images: a head, not a shard of 128
+    assert params["n_slow_cpu"] == "8" and params["rise_masks"] == "4000"
+    heads = [shlex.split(c.split(" > ")[0]) for c in shell_commands(out) if "lib.evaluation" in c and "--head" in c]
+    assert sorted(argv[argv.index("--method") + 1] for argv in heads) == ["rise", "scorecam"], heads
+    for argv in heads:
+        assert argv[argv.index("--head") + 1] == "8" and "--shard" not in argv, argv
+        method = argv[argv.index("--method") + 1]
+        assert json.loads(argv[argv.index("--settings") + 1]) == ({"n_masks": 4000} if method == "rise" else {})
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"notebook02": {"rise_masks": 100}}, "differs from notebook 02's RISE"),
+    ({"notebook01": {"val_dir": "other"}}, "notebook01.val_dir (other) differs from evaluation.val_dir"),
+])
+def test_notebook_settings_must_match_the_rows_they_read(tmp_path, override, message):
+    """A notebook reading the evaluation rows must read them of its own folder and its own RISE settings: else it
+    would recompute them (or read another folder's images), so the pipeline refuses to plan, naming the fix."""
+    extra = tmp_path / "override.yaml"
+    extra.write_text(yaml.safe_dump(override))
+    proc = run_snakemake("--dry-run", "--nolock", "--cores", "1", "--configfile", "config/config.yaml", str(extra))
+    assert proc.returncode != 0 and message in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 def test_slurm_profile_plans_every_shard_with_a_gpu():
@@ -383,7 +407,7 @@ def test_full_profile_dry_run_and_config_schema(tmp_path):
     assert counts["evaluate"] == FULL_METHODS * 5 * FULL_SHARDS and counts["evaluation_summary"] == 1
     assert re.search(r"\bgpu=0\b", out)  # the local profile: no GPU on this machine
     # a shard's other groups wait for its ad_ic job, which computes the maps into the store
-    (causal,) = [b for b in job_blocks(out, "evaluate") if "method=rise, target=predicted, group=causal, shard=0003" in b]
+    (causal,) = [b for b in job_blocks(out, "evaluate") if "method=rise, target=predicted, group=causal, shard=shard-0003" in b]
     assert "results/eval/efficientnet_lite0/rise/predicted/ad_ic/shard-0003.parquet" in causal
     bad = tmp_path / "bad.yaml"
     bad.write_text("evaluation:\n  shard_size: 0\n")

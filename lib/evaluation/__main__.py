@@ -2,6 +2,9 @@
 
     python -m lib.evaluation --model efficientnet_lite0 --method gradcam --target predicted \\
         --group ad_ic --shard 0 --shard-size 32 --out results/eval/.../shard-0000.parquet
+    python -m lib.evaluation ... --method rise --head 8 --out results/eval/.../head-0008.parquet
+
+``--head N``: the first N images of the seeded order (shard 0 of size N; lib.evaluation.shards).
 
 The shard's images are checked against the data set's SHA256SUMS before anything is computed.
 """
@@ -18,7 +21,7 @@ from lib.data import ImageFolder, verify_checksums
 from lib.models import load_model
 
 from .run import TARGET_RULES, EvalSpec, shard_rows, write_rows
-from .shards import shard_ids
+from .shards import head_name, shard_ids
 from .suite import GROUPS, SuiteSettings
 
 
@@ -29,8 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--settings", default="{}", help="the method's settings as a JSON object")
     p.add_argument("--target", default="predicted", choices=TARGET_RULES)
     p.add_argument("--group", default="ad_ic", choices=sorted(GROUPS))
-    p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--shard-size", type=int, required=True)
+    part = p.add_mutually_exclusive_group(required=True)
+    part.add_argument("--shard", type=int, help="the shard number (with --shard-size)")
+    part.add_argument("--head", type=int, help="the first N images of the seeded order instead of a shard")
+    p.add_argument("--shard-size", type=int, help="images per shard (with --shard)")
     p.add_argument("--seed", type=int, default=0, help="the seeded order the shards slice")
     p.add_argument("--data-dir", default="", help="root of the data sets ('' = lib.config.data_dir's rule)")
     p.add_argument("--val-dir", default="imagenet-val-1300", help="a folder under --data-dir, or a path")
@@ -38,7 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--out", required=True, help="the shard's Parquet file")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.shard is not None and args.shard_size is None:
+        p.error("--shard needs --shard-size (the images per shard).")
+    if args.head is not None and args.head < 1:
+        p.error(f"--head must be >= 1, got {args.head}.")
+    return args
 
 
 def main(argv=None) -> None:
@@ -51,15 +61,17 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
     root = split_dir(args.val_dir, args.data_dir or None)
-    ids = shard_ids(ImageFolder(root, model.preprocess).ids, args.shard, args.shard_size, args.seed)
+    shard, size = (args.shard, args.shard_size) if args.head is None else (0, args.head)
+    part = shard if args.head is None else head_name(args.head)
+    ids = shard_ids(ImageFolder(root, model.preprocess).ids, shard, size, args.seed)
     checked = verify_checksums(root, names=[f"images/{i}" for i in ids])
     dataset = ImageFolder(root, model.preprocess, ids=ids)
     spec = EvalSpec(args.model, args.method, args.target, args.group, settings)
-    rows = shard_rows(None, model, spec, args.shard, dataset, MapStore(args.map_store or None, args.model),
+    rows = shard_rows(None, model, spec, part, dataset, MapStore(args.map_store or None, args.model),
                       SuiteSettings(batch_size=args.batch_size), args.batch_size)
     write_rows(rows, args.out)
-    print(f"{spec.method} {spec.group} shard {args.shard}: {len(ids)} images ({checked} checksums verified), "
-          f"{len(rows)} rows -> {args.out} in {time.time() - start:.1f} s on {device}")
+    label = f"shard {shard}" if args.head is None else part
+    print(f"{spec.method} {spec.group} {label}: {len(ids)} images ({checked} checksums verified), {len(rows)} rows -> {args.out} in {time.time() - start:.1f} s on {device}")
 
 
 if __name__ == "__main__":

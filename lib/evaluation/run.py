@@ -22,7 +22,7 @@ from lib.analysis.draws import seeded_order
 from lib.data import ImageFolder, collate_samples
 
 from .methods import build_method
-from .shards import shard_ids, shard_path, shards_for
+from .shards import parse_part, part_names, shard_ids, shard_path
 from .suite import GROUPS, SuiteSettings, group_rows
 
 __all__ = ["ROW_COLUMNS", "TARGET_RULES", "EvalSpec", "evaluate_shard", "shard_rows", "dataset_rows", "read_rows",
@@ -53,7 +53,7 @@ class EvalSpec:
         if self.group not in GROUPS:
             raise ValueError(f"Unknown metric group {self.group!r}. Fix: use one of {', '.join(GROUPS)}.")
 
-    def path(self, root: str | Path, shard: int) -> Path:
+    def path(self, root: str | Path, shard: int | str) -> Path:
         return shard_path(root, self.model, self.method, self.target, self.group, shard)
 
 
@@ -107,10 +107,10 @@ def read_rows(paths: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(ROW_COLUMNS))
 
 
-def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int, dataset, store: MapStore,
+def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int | str, dataset, store: MapStore,
                suite: SuiteSettings = SuiteSettings(), batch_size: int = 16, cam=None,
                progress: bool = True) -> pd.DataFrame:
-    """Shard ``shard``'s rows: read from ``spec.path(root, shard)`` when that file exists and was
+    """Shard ``shard``'s rows (a number, or a head's name: lib.evaluation.shards): read from ``spec.path(root, shard)`` when that file exists and was
     computed with the same method settings, else :func:`evaluate_shard` on ``dataset`` (the shard's
     images) and written there (``root=None``: computed, not written)."""
     cam = build_method(spec.method, model, spec.settings) if cam is None else cam
@@ -130,6 +130,12 @@ def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int, datas
     return rows
 
 
+def part_ids(ids: Sequence[str], part: int | str, shard_size: int, seed: int) -> list[str]:
+    """The ids of a part (lib.evaluation.shards): shard ``part`` of ``shard_size``, or a head's first n ids."""
+    shard, head = parse_part(part)
+    return shard_ids(ids, shard, head or shard_size, seed)
+
+
 def dataset_rows(model, model_name: str, cams: Mapping[str, tuple[str, Any]], dataset, store: MapStore, *,
                  target: str = "predicted", group: str = "ad_ic", eval_dir: str | Path | None = None,
                  shard_size: int = 32, seed: int = 0, suite: SuiteSettings = SuiteSettings(), batch_size: int = 16,
@@ -140,15 +146,16 @@ def dataset_rows(model, model_name: str, cams: Mapping[str, tuple[str, Any]], da
     When ``dataset`` is an :class:`lib.data.ImageFolder` holding the first ``n`` images of its folder's
     seeded order (``seed``; how the notebooks draw), they are read shard by shard (:func:`shard_rows`:
     the pipeline's files under ``eval_dir``, or computed here and written there when missing;
-    ``eval_dir=None``: computed, not written). Any other data set (the packaged photos) is evaluated as is.
+    ``eval_dir=None``: computed, not written), or as one head when ``n`` is smaller than a shard
+    (:func:`lib.evaluation.shards.part_names`). Any other data set (the packaged photos) is evaluated as is.
     """
     ids = [str(i) for i in getattr(dataset, "ids", None) or [dataset[k].image_id for k in range(len(dataset))]]
     shards: list[tuple[int | None, Any]] = [(None, dataset)]
     if isinstance(dataset, ImageFolder):
         every = ImageFolder(dataset.root, dataset.preprocess).ids
         if set(ids) == set(seeded_order(every, seed)[:len(ids)]):
-            shards = [(k, ImageFolder(dataset.root, dataset.preprocess, ids=shard_ids(every, k, shard_size, seed)))
-                      for k in shards_for(len(ids), shard_size)]
+            shards = [(k, ImageFolder(dataset.root, dataset.preprocess, ids=part_ids(every, k, shard_size, seed)))
+                      for k in part_names(len(ids), shard_size, len(every))]
     parts = []
     for name, (key, cam) in cams.items():
         spec = EvalSpec(model_name, key, target, group)

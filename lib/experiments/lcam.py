@@ -5,8 +5,9 @@
 * :func:`moved_from_start` / :data:`UNTRAINED_BELOW`: how far training moved each attention from its
   CAM start, and the label its rows get ("L-CAM-Fm (untrained: = CAM start)" below the threshold).
 * :func:`evaluate_ad_ic`: per-image AD/IC terms (Eqs. 10-11) of every method, maps from the map store;
-  the one-pass methods' (Grad-CAM, Grad-CAM++, the CAM start and the four trained attentions) read from
-  the pipeline's evaluation shards (:data:`SHARED`), Score-CAM's and RISE's computed here on their subset.
+  every method's rows read from the pipeline's evaluation rows (:data:`SHARED`): the one-pass methods'
+  (Grad-CAM, Grad-CAM++, the CAM start and the four trained attentions) from its shards, Score-CAM's and
+  RISE's from a head of ``n_slow`` images (:func:`lib.evaluation.part_names`).
 * :func:`table1` / :func:`paper_table1` / :func:`paired_differences`: Table 1 as numbers, the paper's
   Table 1 from the claims registry, and the paired differences to the CAM start and to Grad-CAM.
 * :func:`composite_draw` / :func:`class_specific_scores`: Fig. 4 scored on two-class composites.
@@ -130,12 +131,14 @@ def labels_of(moved: pd.DataFrame) -> dict[str, str]:
 
 
 SHARED = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++", START: "lcam-start", "L-CAM-Fm*": "lcam-fm-ce",
-          "L-CAM-Fm": "lcam-fm", "L-CAM-Img*": "lcam-img-ce", "L-CAM-Img": "lcam-img"}
-"""The methods whose rows notebook 02 reads from the pipeline's evaluation shards (:mod:`lib.evaluation`;
+          "L-CAM-Fm": "lcam-fm", "L-CAM-Img*": "lcam-img-ce", "L-CAM-Img": "lcam-img", "Score-CAM": "scorecam",
+          "RISE": "rise"}
+"""The methods whose rows notebook 02 reads from the pipeline's evaluation rows (:mod:`lib.evaluation`;
 config/outputs.yaml ``reads:``), name -> method key of ``evaluation.methods``: Grad-CAM's and Grad-CAM++'s
 are notebook 01's rows, computed once; the L-CAM keys load the train_lcam rules' checkpoints, the same
 weights :func:`load_or_train` loads, so the map store serves both the same maps. Score-CAM and RISE run on
-``n_slow`` images, fewer than a shard, and stay in the notebook."""
+``n_slow`` images, fewer than a shard: their rows are a head of that many images (one-thread jobs of the
+pipeline's parallel phase), and the map store gives the notebook their maps for Fig. 3."""
 
 
 def evaluate_ad_ic(model: nn.Module, cams: Mapping[str, Callable], dataset, store, batch_size: int,

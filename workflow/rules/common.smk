@@ -1,6 +1,7 @@
 # Shared definitions of the rules: paths, the data inputs, the notebooks' parameters and the shards each
 # notebook reads, threads and resources from the config.
 
+import inspect
 import json
 import os
 import shlex
@@ -15,7 +16,8 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake runs outside .venv
 from lib.allocator import export_huge_pages  # noqa: E402
 from lib.config import data_dir, resolve_device, split_dir  # noqa: E402
-from lib.evaluation import shards_for  # noqa: E402
+from lib.cams import RISE  # noqa: E402
+from lib.evaluation import parse_part, part_names, shards_for  # noqa: E402
 from lib.outputs import declared, notebooks, pipeline_outputs, reads  # noqa: E402
 
 # Every job's malloc asks for transparent huge pages (lib.allocator.export_huge_pages; CAM_MALLOC_TUNING=0 or your
@@ -77,6 +79,7 @@ def gpus():
 # then 04; the short jobs (notebooks 05 and 01, the calibration) fill the gaps at the end.
 NOTEBOOK_PRIORITY = {"02": 10, "03": 5, "04": 3}
 TRAIN_AM_PRIORITY = 20
+HEAD_PRIORITY = 30  # notebook 02's Score-CAM and RISE heads (evaluate_head): RISE's is longer than AM's training
 
 
 def threads(kind):
@@ -141,29 +144,43 @@ def papermill_params(params):
 
 # --------------------------------------------------------------------------------------------- shards
 def shard_file(model, method, target, group, shard):
-    """The rows of one shard (shard: a number, or "{shard}" for the rule's pattern)."""
-    shard = shard if isinstance(shard, str) else f"{int(shard):04d}"
-    return f"{EVAL_DIR}/{model}/{method}/{target}/{group}/shard-{shard}.parquet"
+    """The rows of one shard (shard: a number, a part name such as head-0008, or "{shard}" for the rule's pattern)."""
+    shard = shard if isinstance(shard, str) else f"shard-{int(shard):04d}"
+    return f"{EVAL_DIR}/{model}/{method}/{target}/{group}/{shard}.parquet"
 
 
 def shard_files(model, methods, targets, groups, n, val_dir):
-    """Every shard of the first n images (0: all) of val_dir, for each method x target x group."""
-    shards = shards_for(n, EVAL["shard_size"], n_images(val_dir))
-    return [shard_file(model, m, t, g, k) for m in methods for t in targets for g in groups for k in shards]
+    """The parts holding the first n images (0: all) of val_dir, for each method x target x group: its shards,
+    or one head when n is smaller than a shard (lib.evaluation.part_names)."""
+    parts = part_names(n, EVAL["shard_size"], n_images(val_dir))
+    return [shard_file(model, m, t, g, k) for m in methods for t in targets for g in groups for k in parts]
+
+
+def part_arguments(part):
+    """lib.evaluation's arguments for a part: `--shard 3 --shard-size 128`, or `--head 8`."""
+    shard, head = parse_part(part)
+    return f"--head {head}" if head else f"--shard {shard} --shard-size {EVAL['shard_size']}"
 
 
 def notebook_rows(nb):
-    """The evaluation shards notebook nb reads (config/outputs.yaml `reads:`), for its image count."""
-    spec = reads(nb)
-    if spec is None:
-        return []
+    """The evaluation parts notebook nb reads (config/outputs.yaml `reads:`), for its image counts."""
     section = config[f"notebook{nb}"]
-    if int(section["seed"]) != int(EVAL["seed"]):
+    if reads(nb) and int(section["seed"]) != int(EVAL["seed"]):
         raise ValueError(f"notebook{nb}.seed ({section['seed']}) differs from evaluation.seed ({EVAL['seed']}): the "
                          "shards slice the evaluation's seeded order, so a notebook reading them must draw with the same "
                          "seed. Fix: set both to the same value.")
-    n = int(section[f"{spec['images']}_{'gpu' if ON_GPU else 'cpu'}"])
-    return shard_files(section["model"], spec["methods"], [spec["target"]], spec["groups"], n, section["val_dir"])
+    if reads(nb) and section["val_dir"] != EVAL["val_dir"]:
+        raise ValueError(f"notebook{nb}.val_dir ({section['val_dir']}) differs from evaluation.val_dir "
+                         f"({EVAL['val_dir']}): the shards a notebook reads are of evaluation.val_dir. Fix: set both to "
+                         "the same folder.")
+    files = []
+    for spec in reads(nb):
+        n = int(section[f"{spec['images']}_{'gpu' if ON_GPU else 'cpu'}"])
+        outer = int(section[f"{spec['within']}_{'gpu' if ON_GPU else 'cpu'}"]) if spec.get("within") else 0
+        if outer > 0:  # a subset of another count's images (notebook 02: n_slow of its n_images; 0: all)
+            n = min(n, outer) if n > 0 else outer
+        files += shard_files(section["model"], spec["methods"], [spec["target"]], spec["groups"], n, section["val_dir"])
+    return files
 
 
 def trained_checkpoint(value, model):
@@ -210,11 +227,27 @@ def maps_first(wildcards):
 
 def check_methods():
     """Every method a notebook reads or the full profile evaluates has settings in evaluation.methods."""
-    wanted = set(EVAL["full_methods"]) | {m for nb in NOTEBOOKS for m in (reads(nb) or {}).get("methods", [])}
+    wanted = set(EVAL["full_methods"]) | {m for nb in NOTEBOOKS for spec in reads(nb) for m in spec["methods"]}
     unknown = sorted(wanted - set(EVAL["methods"]))
     if unknown:
         raise ValueError(f"methods {unknown} (config/outputs.yaml `reads:` or evaluation.full_methods) are not in "
                          "evaluation.methods. Fix: add them there (with {} for the defaults).")
 
 
+
+def check_rise_settings():
+    """Notebook 02 builds its RISE from notebook02.rise_masks and its seed; the rise rows it reads must have been
+    computed with the same settings (else it recomputes them, and the pipeline computed them for nothing)."""
+    if not any("rise" in spec["methods"] for spec in reads("02")):
+        return
+    defaults = inspect.signature(RISE).parameters
+    rise = EVAL["methods"].get("rise") or {}
+    have = {k: int(rise.get(k, defaults[k].default)) for k in ("n_masks", "seed")}
+    want = {"n_masks": int(config["notebook02"]["rise_masks"]), "seed": int(config["notebook02"]["seed"])}
+    if have != want:
+        raise ValueError(f"evaluation.methods.rise {have} differs from notebook 02's RISE (rise_masks, seed) {want}. "
+                         "Fix: set evaluation.methods.rise to {n_masks: <rise_masks>, seed: <seed>} in the same config.")
+
+
 check_methods()
+check_rise_settings()

@@ -1,4 +1,6 @@
 # One shard of per-image metric rows: model x method x target rule x metric group x shard (lib.evaluation).
+# A "shard" wildcard is shard-NNNN, or head-NNNN: the first NNNN images of the seeded order, for a notebook that
+# needs fewer images of a slow method than a shard holds (notebook 02's Score-CAM and RISE).
 
 
 wildcard_constraints:
@@ -6,7 +8,7 @@ wildcard_constraints:
     method=r"[a-z0-9+\-]+",
     target=r"predicted|label",
     group=r"ad_ic|ad_ic_normalized|causal|localisation|density",
-    shard=r"\d{4}",
+    shard=r"(?:shard|head)-\d{4}",
     variant=r"img|fm",
     loss=r"full|ce",
 
@@ -21,16 +23,18 @@ rule evaluate:
         code=sources("evaluation", "metrics", "cams", "inference", "analysis/map_store.py", "models.py"),
     output:
         shard_file("{model}", "{method}", "{target}", "{group}", "{shard}"),
+    wildcard_constraints:
+        shard=r"shard-\d{4}",
     log:
-        f"{RESULTS}/logs/evaluate/{{model}}/{{method}}/{{target}}/{{group}}/shard-{{shard}}.log",
+        f"{RESULTS}/logs/evaluate/{{model}}/{{method}}/{{target}}/{{group}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate/{{model}}/{{method}}/{{target}}/{{group}}/shard-{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{{model}}/{{method}}/{{target}}/{{group}}/{{shard}}.tsv"
     params:
         repo=str(REPO),
         settings=lambda wildcards: json.dumps(method_settings(wildcards.method, wildcards.model), sort_keys=True),
         data_dir=job_data_dir,
         val_dir=EVAL["val_dir"],
-        shard_size=EVAL["shard_size"],
+        part=lambda wildcards: part_arguments(wildcards.shard),
         seed=EVAL["seed"],
         batch_size=EVAL["batch_size"],
         map_store=os.path.abspath(MAP_STORE),
@@ -44,7 +48,15 @@ rule evaluate:
     shell:
         "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m lib.evaluation"
         " --model {wildcards.model:q} --method {wildcards.method:q} --settings {params.settings:q}"
-        " --target {wildcards.target} --group {wildcards.group} --shard {wildcards.shard}"
-        " --shard-size {params.shard_size} --seed {params.seed} --data-dir {params.data_dir:q}"
+        " --target {wildcards.target} --group {wildcards.group} {params.part}"
+        " --seed {params.seed} --data-dir {params.data_dir:q}"
         " --val-dir {params.val_dir:q} --map-store {params.map_store:q} --device {params.device:q}"
         " --batch-size {params.batch_size} --out {output:q} > {log:q} 2>&1"
+
+
+# A head: the same job on the first NNNN images (notebook 02's Score-CAM and RISE on n_slow images). RISE's is the
+# longest one-thread job of the default pipeline (8 images x 4001 passes), so heads start before everything else.
+use rule evaluate as evaluate_head with:
+    wildcard_constraints:
+        shard=r"head-\d{4}",
+    priority: HEAD_PRIORITY
