@@ -20,8 +20,8 @@ from lib.config import resolve_device, split_dir
 from lib.data import ImageFolder, verify_checksums
 from lib.models import load_model
 
-from .run import TARGET_RULES, EvalSpec, shard_rows, write_rows
-from .shards import head_name, shard_ids
+from .run import TARGET_RULES, EvalSpec, part_ids, shard_rows, write_rows
+from .shards import head_name, part_name
 from .suite import GROUPS, SuiteSettings
 
 
@@ -61,17 +61,16 @@ def main(argv=None) -> None:
     device = resolve_device(args.device)
     model = load_model(args.model, device=device)
     root = split_dir(args.val_dir, args.data_dir or None)
-    shard, size = (args.shard, args.shard_size) if args.head is None else (0, args.head)
-    part = shard if args.head is None else head_name(args.head)
-    ids = shard_ids(ImageFolder(root, model.preprocess).ids, shard, size, args.seed)
+    part = args.shard if args.head is None else head_name(args.head)
+    ids = part_ids(ImageFolder(root, model.preprocess).ids, part, args.shard_size, args.seed)
     checked = verify_checksums(root, names=[f"images/{i}" for i in ids])
     dataset = ImageFolder(root, model.preprocess, ids=ids)
     spec = EvalSpec(args.model, args.method, args.target, args.group, settings)
     rows = shard_rows(None, model, spec, part, dataset, MapStore(args.map_store or None, args.model),
                       SuiteSettings(batch_size=args.batch_size), args.batch_size)
     write_rows(rows, args.out)
-    label = f"shard {shard}" if args.head is None else part
-    print(f"{spec.method} {spec.group} {label}: {len(ids)} images ({checked} checksums verified), {len(rows)} rows -> {args.out} in {time.time() - start:.1f} s on {device}")
+    print(f"{spec.method} {spec.group} {part_name(part)}: {len(ids)} images ({checked} checksums verified), "
+          f"{len(rows)} rows -> {args.out} in {time.time() - start:.1f} s on {device}")
 
 
 if __name__ == "__main__":

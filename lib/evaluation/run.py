@@ -110,8 +110,8 @@ def read_rows(paths: Sequence[str | Path]) -> pd.DataFrame:
 def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int | str, dataset, store: MapStore,
                suite: SuiteSettings = SuiteSettings(), batch_size: int = 16, cam=None,
                progress: bool = True) -> pd.DataFrame:
-    """Shard ``shard``'s rows (a number, or a head's name: lib.evaluation.shards): read from ``spec.path(root, shard)`` when that file exists and was
-    computed with the same method settings, else :func:`evaluate_shard` on ``dataset`` (the shard's
+    """Shard ``shard``'s rows (a number, or a head's name: lib.evaluation.shards): read from
+    ``spec.path(root, shard)`` when that file exists and was computed with the same method settings, else :func:`evaluate_shard` on ``dataset`` (the shard's
     images) and written there (``root=None``: computed, not written)."""
     cam = build_method(spec.method, model, spec.settings) if cam is None else cam
     path = spec.path(root, shard) if root else None

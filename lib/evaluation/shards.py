@@ -18,7 +18,7 @@ from typing import Sequence
 
 from lib.analysis.draws import seeded_order
 
-__all__ = ["n_shards", "shard_ids", "shards_for", "shard_path", "head_name", "part_names", "parse_part"]
+__all__ = ["n_shards", "shard_ids", "shards_for", "shard_path", "head_name", "part_name", "part_names", "parse_part"]
 
 
 def _check_size(size: int) -> int:
@@ -79,9 +79,14 @@ def parse_part(part: int | str) -> tuple[int, int | None]:
     return (int(number), None) if kind == "shard" else (0, int(number))
 
 
+def part_name(part: int | str) -> str:
+    """A part's file stem: shard ``3`` -> ``"shard-0003"``; a name (``"head-0008"``) checked and kept."""
+    name = f"shard-{int(part):04d}" if isinstance(part, int) else str(part)
+    parse_part(name)
+    return name
+
+
 def shard_path(root: str | Path, model: str, method: str, target: str, group: str, shard: int | str) -> Path:
     """``root/model/method/target/group/shard-0003.parquet``: one file of rows per shard (``shard`` a number),
     or ``.../head-0008.parquet`` for a head (``shard`` a :func:`head_name`)."""
-    name = f"shard-{int(shard):04d}" if isinstance(shard, int) else str(shard)
-    parse_part(name)
-    return Path(root) / model / method / target / group / f"{name}.parquet"
+    return Path(root) / model / method / target / group / f"{part_name(shard)}.parquet"

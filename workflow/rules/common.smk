@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake run
 from lib.allocator import export_huge_pages  # noqa: E402
 from lib.config import data_dir, resolve_device, split_dir  # noqa: E402
 from lib.cams import RISE  # noqa: E402
-from lib.evaluation import parse_part, part_names, shards_for  # noqa: E402
+from lib.evaluation import parse_part, part_name, part_names, shards_for  # noqa: E402
 from lib.outputs import declared, notebooks, pipeline_outputs, reads  # noqa: E402
 
 # Every job's malloc asks for transparent huge pages (lib.allocator.export_huge_pages; CAM_MALLOC_TUNING=0 or your
@@ -145,7 +145,7 @@ def papermill_params(params):
 # --------------------------------------------------------------------------------------------- shards
 def shard_file(model, method, target, group, shard):
     """The rows of one shard (shard: a number, a part name such as head-0008, or "{shard}" for the rule's pattern)."""
-    shard = shard if isinstance(shard, str) else f"shard-{int(shard):04d}"
+    shard = shard if isinstance(shard, str) else part_name(shard)
     return f"{EVAL_DIR}/{model}/{method}/{target}/{group}/{shard}.parquet"
 
 
@@ -164,17 +164,19 @@ def part_arguments(part):
 
 def notebook_rows(nb):
     """The evaluation parts notebook nb reads (config/outputs.yaml `reads:`), for its image counts."""
-    section = config[f"notebook{nb}"]
-    if reads(nb) and int(section["seed"]) != int(EVAL["seed"]):
+    specs, section = reads(nb), config[f"notebook{nb}"]
+    if not specs:
+        return []
+    if int(section["seed"]) != int(EVAL["seed"]):
         raise ValueError(f"notebook{nb}.seed ({section['seed']}) differs from evaluation.seed ({EVAL['seed']}): the "
                          "shards slice the evaluation's seeded order, so a notebook reading them must draw with the same "
                          "seed. Fix: set both to the same value.")
-    if reads(nb) and section["val_dir"] != EVAL["val_dir"]:
+    if section["val_dir"] != EVAL["val_dir"]:
         raise ValueError(f"notebook{nb}.val_dir ({section['val_dir']}) differs from evaluation.val_dir "
                          f"({EVAL['val_dir']}): the shards a notebook reads are of evaluation.val_dir. Fix: set both to "
                          "the same folder.")
     files = []
-    for spec in reads(nb):
+    for spec in specs:
         n = int(section[f"{spec['images']}_{'gpu' if ON_GPU else 'cpu'}"])
         outer = int(section[f"{spec['within']}_{'gpu' if ON_GPU else 'cpu'}"]) if spec.get("within") else 0
         if outer > 0:  # a subset of another count's images (notebook 02: n_slow of its n_images; 0: all)
@@ -232,7 +234,6 @@ def check_methods():
     if unknown:
         raise ValueError(f"methods {unknown} (config/outputs.yaml `reads:` or evaluation.full_methods) are not in "
                          "evaluation.methods. Fix: add them there (with {} for the defaults).")
-
 
 
 def check_rise_settings():
