@@ -31,7 +31,9 @@ def notebooks() -> dict[str, str]:
 
 def reads(notebook: str) -> list[dict]:
     """The evaluation rows notebook ``notebook`` reads: one entry per image count, each with ``methods``,
-    ``target``, ``groups`` and ``images`` (the name of its image-count parameter); ``[]`` when it reads none.
+    ``target``, ``groups`` and ``images`` (the name of its image-count parameter), optionally ``within`` (at most
+    the images of another count) and ``model`` (the parameter naming the model, when not the notebook's ``model``);
+    ``[]`` when it reads none.
     ``reads:`` in config/outputs.yaml is one such mapping or a list of them."""
     declared(notebook)  # raises for an unknown notebook
     entry = _outputs()[str(notebook)].get("reads") or []

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from lib.maps import minmax_normalize as minmax
-from lib.cams import GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM, get_method
+from lib.cams import UCAG, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, UCAGSettings, XGradCAM, get_method
 from lib.cams.attention import AMGradCAM, ChannelSpatialAttention, ParameterFreeAttention
 from lib.models import Classifier
 from lib.transforms import Preprocess
@@ -101,6 +101,18 @@ def test_unknown_method_and_layer_names():
     with pytest.raises(ValueError, match="Unknown layer 'net.actt'.*net.act"):
         GradCAM(model, "net.actt")(tiny_image())
     assert isinstance(get_method("Grad-CAM++", model), GradCAMPlusPlus)
+
+
+def test_ucag_keys_split_settings_between_ucag_and_the_wrapped_method():
+    model = tiny_model()
+    scaling = get_method("ucag-gradcam", model, n=1, rho=1.0, count_init=1.0)
+    assert isinstance(scaling, UCAG) and isinstance(scaling.method, GradCAM)
+    assert (scaling.settings.n, scaling.settings.rho, scaling.settings.count_init) == (1, 1.0, 1.0)
+    assert scaling.settings.alpha == UCAGSettings().alpha  # the authors' constant where not given
+    smooth = get_method("ucag-smoothgradcam++", model, n_samples=2, blur_kernel=0)
+    assert smooth.method.n_samples == 2 and smooth.settings.blur_kernel == 0
+    with pytest.raises(TypeError):
+        get_method("ucag-gradcam", model, no_such_setting=1)
 
 
 def test_bad_images_and_targets():

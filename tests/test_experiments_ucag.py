@@ -197,3 +197,52 @@ def test_cost_table_says_when_everything_came_from_the_store():
     assert ucag.cost_table({})["step"].item() == "all maps read from the map store"
     cost = ucag.cost_table({("m", "plain"): [2.0, 4]})
     assert cost["seconds per image"].item() == 0.5
+
+
+# --------------------------------------------------------------------------- from the evaluation rows
+def test_evaluation_rows_give_the_tables_of_the_direct_computation(tmp_path):
+    """Tables 1-3 (validation set) and 5 read the per-image evaluation rows (lib.evaluation); their frames equal
+    the ones computed directly from the maps, and a target without a box of its class has no pointing row."""
+    from lib.data.samples import Sample
+    model, x = tiny_model(), tiny_images()
+    boxes, box_labels = boxes_of(3)
+    samples = [Sample(f"i{k}", x[k], 1 if k < 2 else 2, boxes[k], box_labels[k]) for k in range(3)]
+    data = ucag.stack(samples, "cpu")
+    store = MapStore(tmp_path, model.name)
+    names = ["Grad-CAM", "UCAG Grad-CAM", ucag.SCALING]
+    maps = {v: m[:, 0] for v, m in ucag.variant_maps(store, model, data.images, data.ids, data.targets, SETTINGS,
+                                                     variants=names).items()}
+    assert set(maps) == set(names)
+    cams = ucag.variant_cams(model, SETTINGS)
+    rows = {g: ucag.variant_rows(model, cams, names, samples, store, g) for g in ("causal", "localisation", "density")}
+
+    direct = ucag.causal_table(model, data.images, data.labels, data.ids, maps, names)
+    pd.testing.assert_frame_equal(ucag.causal_from_rows(rows["causal"]), direct, atol=1e-4, rtol=1e-5)
+
+    loc = ucag.localisation_from_rows("val", rows["localisation"], data)
+    expected = ucag.localisation_table({"val": (maps, data)})
+    assert set(loc.image_id) == {"i0", "i1"}  # i2's class has no box
+    pd.testing.assert_frame_equal(loc, expected, atol=1e-4, rtol=1e-5)
+
+    density = ucag.density_from_rows(rows["density"])
+    pd.testing.assert_frame_equal(density, ucag.density_table(model, data.images, maps, data.labels, data.ids, names),
+                                  atol=1e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="lack"):
+        ucag.causal_from_rows(rows["density"])
+
+
+def test_the_pipelines_method_keys_are_the_notebooks_variants():
+    """config/config.yaml's settings of each variant's key build the CAM the notebook builds (the same map-store
+    key, so its shards' maps and rows are the notebook's), and notebook 04 reads exactly those keys."""
+    import yaml
+    from lib.config import repo_root
+    from lib.evaluation import build_method
+    from lib.analysis.map_store import describe
+    from lib.outputs import reads
+    model = tiny_model()
+    methods = yaml.safe_load((repo_root() / "config" / "config.yaml").read_text())["evaluation"]["methods"]
+    cams = ucag.variant_cams(model, UCAGSettings(crop_batch=4))  # crop_batch does not change a map
+    for variant, key in ucag.VARIANT_KEYS.items():
+        assert describe(build_method(key, model, methods[key])) == describe(cams[variant]), variant
+    read = {m for spec in reads("04") for m in spec["methods"]}
+    assert read == set(ucag.VARIANT_KEYS.values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .ablation import AblationCAM
 from .activation import EigenCAM, HiResCAM, LayerCAM, OriginalCAM
 from .gradient import CAM, GradCAM, GradCAMPlusPlus, SmoothGradCAMPlusPlus, XGradCAM, finalize_maps
@@ -35,12 +37,18 @@ METHODS: dict[str, type[CAM]] = {
 def get_method(name: str, model, target_layer=None, **kwargs) -> CAM:
     """Build the CAM method ``name`` (case-insensitive, '-' and '_' ignored) for ``model``.
 
-    ``"ucag-<method>"`` (e.g. ``"ucag-gradcam++"``) wraps the method in :class:`UCAG` with the
-    authors' constants; ``kwargs`` go to the wrapped method.
+    ``"ucag-<method>"`` (e.g. ``"ucag-gradcam++"``) wraps the method in :class:`UCAG`: the keyword
+    arguments that are fields of :class:`UCAGSettings` (``n``, ``rho``, ``alpha``, ``count_init``,
+    ``blur_kernel``, ``blur_sigma``, ``crop_batch``) go to UCAG (the authors' constants where not given:
+    ``get_method("ucag-gradcam", model, n=1, rho=1.0)`` is the scaling-only ablation), the others to the
+    wrapped method.
     """
     key = name.lower().replace("-", "").replace("_", "").replace(" ", "")
     if key.startswith("ucag") and key != "ucag":
-        return UCAG(get_method(key[4:], model, target_layer, **kwargs))
+        fields = {f.name for f in dataclasses.fields(UCAGSettings)}
+        ucag = {k: v for k, v in kwargs.items() if k in fields}
+        wrapped = {k: v for k, v in kwargs.items() if k not in fields}
+        return UCAG(get_method(key[4:], model, target_layer, **wrapped), **ucag)
     if key not in METHODS:
         raise ValueError(f"Unknown CAM method {name!r}. Fix: use one of {', '.join(METHODS)}, "
                          "or 'ucag-' + one of them.")

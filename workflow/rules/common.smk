@@ -17,7 +17,7 @@ sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake run
 from lib.allocator import export_huge_pages  # noqa: E402
 from lib.config import data_dir, resolve_device, split_dir  # noqa: E402
 from lib.cams import RISE  # noqa: E402
-from lib.evaluation import parse_part, part_name, part_names, shards_for  # noqa: E402
+from lib.evaluation import GROUPS, parse_part, part_name, part_names, shards_for  # noqa: E402
 from lib.outputs import declared, notebooks, pipeline_outputs, reads  # noqa: E402
 
 # Every job's malloc asks for transparent huge pages (lib.allocator.export_huge_pages; CAM_MALLOC_TUNING=0 or your
@@ -162,6 +162,13 @@ def part_arguments(part):
     return f"--head {head}" if head else f"--shard {shard} --shard-size {EVAL['shard_size']}"
 
 
+def reads_model(nb, spec):
+    """The model of a `reads:` entry: the notebook's `model`, or the parameter its `model:` names (notebook 04's
+    `second_model`; "" when that parameter is empty: the entry reads nothing)."""
+    section = config[f"notebook{nb}"]
+    return str(section[spec["model"]] if spec.get("model") else section["model"])
+
+
 def notebook_rows(nb):
     """The evaluation parts notebook nb reads (config/outputs.yaml `reads:`), for its image counts."""
     specs, section = reads(nb), config[f"notebook{nb}"]
@@ -181,7 +188,9 @@ def notebook_rows(nb):
         outer = int(section[f"{spec['within']}_{'gpu' if ON_GPU else 'cpu'}"]) if spec.get("within") else 0
         if outer > 0:  # a subset of another count's images (notebook 02: n_slow of its n_images; 0: all)
             n = min(n, outer) if n > 0 else outer
-        files += shard_files(section["model"], spec["methods"], [spec["target"]], spec["groups"], n, section["val_dir"])
+        model = reads_model(nb, spec)
+        if model:
+            files += shard_files(model, spec["methods"], [spec["target"]], spec["groups"], n, section["val_dir"])
     return files
 
 
@@ -218,13 +227,28 @@ def method_inputs(wildcards):
     return [path] if path and str(value).startswith("train") else []
 
 
+_WANTED_GROUPS = {}
+
+
+def wanted_groups():
+    """{(model, method, target, part): the metric groups wanted of it} over every part a notebook reads
+    (config/outputs.yaml `reads:`) and the full profile evaluates (FULL_SHARDS)."""
+    if not _WANTED_GROUPS:
+        for path in [f for nb in NOTEBOOKS for f in notebook_rows(nb)] + FULL_SHARDS:
+            model, method, target, group, part = Path(path).with_suffix("").parts[-5:]
+            _WANTED_GROUPS.setdefault((model, method, target, part), set()).add(group)
+    return _WANTED_GROUPS
+
+
 def maps_first(wildcards):
-    """The shard's ad_ic rows for every other group of the same model, method, target and shard: the ad_ic
-    job computes the shard's maps into the map store, the other groups' jobs then read them, instead of
-    computing the same maps side by side (RISE: 18 s per image on one core)."""
-    if wildcards.group == "ad_ic":
-        return []
-    return [shard_file(wildcards.model, wildcards.method, wildcards.target, "ad_ic", wildcards.shard)]
+    """The part's rows of the group that makes its maps, for every other group wanted of the same model, method,
+    target and part: the first of them in lib.evaluation.GROUPS order (ad_ic where it is wanted; notebook 04's
+    UCAG parts: causal) computes the maps into the map store, the other groups' jobs then read them, instead of
+    computing the same maps side by side (RISE: 18 s per image on one core; UCAG: 36 crops)."""
+    groups = wanted_groups().get((wildcards.model, wildcards.method, wildcards.target, wildcards.shard), set())
+    order = list(GROUPS)
+    first = next((g for g in order[:order.index(wildcards.group)] if g in groups), None)
+    return [shard_file(wildcards.model, wildcards.method, wildcards.target, first, wildcards.shard)] if first else []
 
 
 def check_methods():

@@ -53,10 +53,14 @@ def centre_map(like: torch.Tensor) -> torch.Tensor:
 
 
 def localisation_rows(set_name: str, maps: Mapping[str, torch.Tensor], boxes, box_labels, targets: torch.Tensor,
-                      image_ids: Sequence[str], tolerance: float = 15) -> pd.DataFrame:
+                      image_ids: Sequence[str], tolerance: float = 15, like: torch.Tensor | None = None
+                      ) -> pd.DataFrame:
     """Per-(image, class) pointing hits and energies x 100 of the baselines and each map ``[N, H, W]``
-    for targets ``[N]``: columns ``set, variant, image_id, hit, energy, valid, difficult``."""
-    first = next(iter(maps.values()))
+    for targets ``[N]``: columns ``set, variant, image_id, hit, energy, valid, difficult``. ``like``: a
+    tensor of the maps' shape, for the baselines alone (``maps`` empty)."""
+    first = next(iter(maps.values())) if maps else like
+    if first is None:
+        raise ValueError("localisation_rows needs maps, or `like` (a tensor of the maps' shape) for the baselines.")
     masks = class_box_masks(boxes, box_labels, targets, tuple(first.shape[-2:]), first.device)
     share = masks.flatten(1).float().mean(1).cpu()
     rows = []

@@ -129,9 +129,10 @@ def joint_maps(cams: Mapping[str, Any], images: torch.Tensor, targets: torch.Ten
 
 def variant_maps(store: MapStore, net, images: torch.Tensor, keys: Sequence[str], targets: torch.Tensor,
                  settings: UCAGSettings, batch_size: int = 8, timer: dict | None = None, desc: str = "maps",
-                 **key_settings) -> dict[str, torch.Tensor]:
-    """``{variant: [N, K, S, S]}`` for targets ``[N, K]``: read from ``store`` where every variant of an
-    image is stored, else computed (:func:`joint_maps`, ``batch_size`` images at a time) and stored.
+                 variants: Sequence[str] = tuple(VARIANTS), **key_settings) -> dict[str, torch.Tensor]:
+    """``{variant: [N, K, S, S]}`` of ``variants`` (default all) for targets ``[N, K]``: read from ``store``
+    where every one of them is stored for an image, else computed (:func:`joint_maps`, all variants together,
+    ``batch_size`` images at a time) and stored.
 
     ``keys``: the images' ids in the store; ``key_settings``: anything else that determines the
     images (e.g. a composite's layout)."""
@@ -146,17 +147,17 @@ def variant_maps(store: MapStore, net, images: torch.Tensor, keys: Sequence[str]
 
     if store.cache is None:
         parts = [maps for _, maps in batches(list(range(len(images))))]
-        return {v: torch.cat([p[v] for p in parts]) for v in VARIANTS}
+        return {v: torch.cat([p[v] for p in parts]) for v in variants}
     # one target per image: stored as ``store.maps(cam, images, ids, targets[:, 0])`` stores it ([H, W], int target)
     single = targets.shape[1] == 1
     entry = {v: [store.key(cams[v], i, t[0] if single else t, **key_settings)
-                 for i, t in zip(keys, targets)] for v in VARIANTS}
-    missing = [r for r in range(len(images)) if any(entry[v][r] not in store.cache for v in VARIANTS)]
+                 for i, t in zip(keys, targets)] for v in variants}
+    missing = [r for r in range(len(images)) if any(entry[v][r] not in store.cache for v in variants)]
     for rows, fresh in batches(missing):  # stored batch by batch: an interrupted run keeps what it finished
-        for v in VARIANTS:
+        for v in variants:
             for k, r in enumerate(rows):
                 store.cache.save(entry[v][r], (fresh[v][k, 0] if single else fresh[v][k]).detach().cpu().clone())
-    loaded = {v: torch.stack([store.cache.load(k) for k in entry[v]]).to(images.device) for v in VARIANTS}
+    loaded = {v: torch.stack([store.cache.load(k) for k in entry[v]]).to(images.device) for v in variants}
     return {v: m[:, None] if single else m for v, m in loaded.items()}
 
 
