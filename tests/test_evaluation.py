@@ -135,7 +135,13 @@ def test_causal_localisation_density_rows(lite0, shard, tmp_path):
     store = MapStore(tmp_path, "lite0")
     spec = EvalSpec("efficientnet_lite0", "gradcam", target="label", group="causal")
     causal = evaluate_shard(lite0, spec, shard, store, QUICK, batch_size=8, progress=False)
-    assert sorted(causal.metric.unique()) == ["deletion", "insertion"] and len(causal) == 3 * 4
+    assert sorted(causal.metric.unique()) == ["deletion", "insertion"] and len(causal) == 3 * 2
+    substrate = {m: {parse_protocol(p)["substrate"] for p in causal.protocol[causal.metric == m]} for m in causal.metric}
+    assert substrate == {"deletion": {"zero"}, "insertion": {"blur"}}  # the papers' protocol (UCAG, SA-CAM)
+    swapped = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam", "label", "causal_swapped"), shard, store,
+                             QUICK, batch_size=8, progress=False)
+    assert {(m, parse_protocol(p)["substrate"]) for m, p in zip(swapped.metric, swapped.protocol)} == {
+        ("deletion", "blur"), ("insertion", "zero")} and len(swapped) == 3 * 2
     assert causal.target.tolist()[:3] == [shard[k].label for k in range(3)]
     images = torch.stack([shard[k].image for k in range(3)])
     maps = torch.stack([store.cache.load(store.key(GradCAM(lite0), i, t))

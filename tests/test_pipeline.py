@@ -42,8 +42,11 @@ NOTEBOOK_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "note
 # notebook 01 reads 6 methods' ad_ic rows, notebook 02 two of them and 5 L-CAM keys: 128 images on a CPU = 1 shard
 # of 128; 2000 (paper, both notebooks) = 16 shards. Notebook 02's Score-CAM and RISE: a head of its 8 slow images
 # on a CPU (fewer than a shard), 16 shards in the paper profile (2000 images).
-EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2}
-PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5 + 2) * 16}
+# Notebook 04 reads its 8 UCAG variants' label rows (localisation and causal, 4 of them density) on its first 12
+# images and the 6 plain and UCAG maps' causal rows on the second backbone's first 3: heads of its own priority.
+UCAG_PARTS = 8 + 8 + 4 + 6
+EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2, "evaluate_notebook_head": UCAG_PARTS}
+PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5 + 2 + UCAG_PARTS) * 16}
 FULL_METHODS = 21  # config/config.yaml evaluation.methods (16, and the five L-CAM keys)
 FULL_SHARDS = 11  # 1300 images in shards of 128
 
@@ -211,6 +214,35 @@ def test_default_profile_runs_notebook_04_on_both_lite_models():
     assert params["scales"].split(",")[0] == "224" and params["scales"].split(",")[-1] == "924"  # Fig. 2's range
     assert Path(params["cache_dir"]) == REPO / "results/cache/maps"
     assert Path(params["output_dir"]) == REPO / "figures" / "04"
+    assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"
+
+
+def test_notebook_04_reads_its_ucag_rows_from_heads_of_its_own_priority():
+    """Notebook 04's generic metrics are evaluation rows for the label: the 8 variants' localisation and causal
+    rows (4 of them density) on its first 12 images, the 6 plain and UCAG maps' causal rows on Lite2's first 3;
+    heads (fewer images than a shard) at notebook 04's priority, not the slow heads' of notebook 02; the causal
+    job makes a part's maps and the other groups wait for it (no ad_ic job); UCAG's settings reach the job."""
+    out = dry_run()
+    (block,) = job_blocks(out, "notebook_04")
+    rows = {i for i in re.search(r"input: (.+)", block).group(1).split(", ") if i.startswith("results/eval/")}
+    variants = ["gradcam", "gradcam++", "layercam", "ucag-gradcam", "ucag-gradcam++", "ucag-layercam",
+                "ucag-gradcam-count1", "ucag-scaling"]
+    lite0 = "results/eval/efficientnet_lite0/{}/label/{}/head-0012.parquet"
+    expected = ({lite0.format(m, g) for m in variants for g in ("localisation", "causal")}
+                | {lite0.format(m, "density") for m in ("gradcam", "ucag-gradcam", "ucag-gradcam-count1", "ucag-scaling")}
+                | {f"results/eval/efficientnet_lite2/{m}/label/causal/head-0003.parquet" for m in variants[:6]})
+    assert rows == expected
+    jobs = job_blocks(out, "evaluate_notebook_head")
+    assert len(jobs) == len(expected) and all("priority: 3" in b for b in jobs)
+    assert all("priority: 30" in b for b in job_blocks(out, "evaluate_head"))
+    (loc,) = [b for b in jobs if "method=ucag-scaling, target=label, group=localisation" in b]
+    assert "results/eval/efficientnet_lite0/ucag-scaling/label/causal/head-0012.parquet" in loc
+    assert "/ad_ic/" not in loc
+    (causal,) = [b for b in jobs if "model=efficientnet_lite0, method=ucag-scaling, target=label, group=causal" in b]
+    assert "/density/" not in re.search(r"input: (.+)", causal).group(1)
+    argv = next(shlex.split(c.split(" > ")[0]) for c in shell_commands(out)
+                if "--method ucag-scaling" in c and "--group causal" in c)
+    assert json.loads(argv[argv.index("--settings") + 1]) == {"method": "ucag-gradcam", "n": 1, "rho": 1.0}
 
 
 def test_default_profile_runs_notebook_05():
@@ -362,7 +394,8 @@ def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
     assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"
     # Score-CAM and RISE on the first n_slow_cpu (8) images: a head, not a shard of 128
     assert params["n_slow_cpu"] == "8" and params["rise_masks"] == "4000"
-    heads = [shlex.split(c.split(" > ")[0]) for c in shell_commands(out) if "lib.evaluation" in c and "--head" in c]
+    heads = [shlex.split(c.split(" > ")[0]) for c in shell_commands(out)
+             if "lib.evaluation" in c and "--head" in c and "--target predicted" in c]
     assert sorted(argv[argv.index("--method") + 1] for argv in heads) == ["rise", "scorecam"], heads
     for argv in heads:
         assert argv[argv.index("--head") + 1] == "8" and "--shard" not in argv, argv
@@ -390,7 +423,7 @@ def test_slurm_profile_plans_every_shard_with_a_gpu():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     counts = job_counts(out)
-    assert counts["evaluate"] == FULL_METHODS * 5 * FULL_SHARDS, counts  # 5 metric groups, predicted class
+    assert counts["evaluate"] == FULL_METHODS * 6 * FULL_SHARDS, counts  # 6 metric groups, predicted class
     assert counts["evaluation_summary"] == 1 and counts["train_am_gradcam"] == 1
     assert "notebook_01" not in counts
     evaluate = job_blocks(out, "evaluate")
@@ -404,7 +437,7 @@ def test_slurm_profile_plans_every_shard_with_a_gpu():
 def test_full_profile_dry_run_and_config_schema(tmp_path):
     out = dry_run("--profile", "profiles/full")
     counts = job_counts(out)
-    assert counts["evaluate"] == FULL_METHODS * 5 * FULL_SHARDS and counts["evaluation_summary"] == 1
+    assert counts["evaluate"] == FULL_METHODS * 6 * FULL_SHARDS and counts["evaluation_summary"] == 1
     assert re.search(r"\bgpu=0\b", out)  # the local profile: no GPU on this machine
     # a shard's other groups wait for its ad_ic job, which computes the maps into the store
     (causal,) = [b for b in job_blocks(out, "evaluate") if "method=rise, target=predicted, group=causal, shard=shard-0003" in b]

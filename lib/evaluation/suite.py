@@ -1,4 +1,4 @@
-"""The metric suite: every per-image metric the five papers use, in four groups, as tidy rows.
+"""The metric suite: every per-image metric the five papers use, in six groups, as tidy rows.
 
 Each group function takes a batch (model, images ``[N, 3, H, W]`` in ``[0, 1]``, maps ``[N, H, W]``
 in ``[0, 1]``, targets ``[N]``, and for ``localisation`` the batch's boxes) and returns rows
@@ -15,8 +15,12 @@ Every value is in % (the papers' unit). ``protocol`` is ``key=value`` pairs join
 * ``ad_ic_normalized``: the same under the other masking convention (``"normalized"``: the
   normalised tensor masked, pytorch-grad-cam's and TorchCAM's), a group of its own so that a
   notebook that reads one convention does not pay for the other.
-* ``causal``: deletion and insertion AUCs (RISE's games, UCAG's step of 1792 pixels) on both
-  substrates (zeros and UCAG's blur). :func:`lib.metrics.deletion_insertion`.
+* ``causal``: deletion and insertion AUCs (RISE's games, UCAG's step of 1792 pixels) under the papers'
+  protocol: deletion to zeros, insertion from UCAG's blur (UCAG and SA-CAM, PROTOCOLS.md).
+  :func:`lib.metrics.deletion_insertion`.
+* ``causal_swapped``: the same games on the other substrate (deletion to the blur, insertion from zeros),
+  a group of its own so that a notebook that reads the papers' protocol does not pay for the other (the
+  full profile computes both).
 * ``localisation``: the pointing game (hit within 15 pixels of a box of the target class, 0 or 100),
   the energy-based pointing game and the share of the image the class's boxes cover (UCAG's
   'difficult' split); only for images with a box of the target class. :mod:`lib.metrics.localisation`.
@@ -47,7 +51,8 @@ class SuiteSettings:
     """``phi_nu`` fractions: L-CAM's 100/50/15 % and the attention-guided paper's 5-50 %."""
     binary: tuple[float, ...] = (0.5, 0.25, 0.2, 0.1, 0.05)
     """Binary top-x % masks (attention-guided Grad-CAM, Sec. 4.2, Table 4)."""
-    substrates: tuple[str, ...] = ("zero", "blur")
+    causal_substrates: tuple[tuple[str, str], ...] = (("deletion", "zero"), ("insertion", "blur"))
+    """The papers' substrate of each game (group ``causal``); ``causal_swapped`` uses the other of the two."""
     pixels_per_step: int = 1792
     """Deletion / insertion step (UCAG: 224 * 8)."""
     causal_convention: str = "normalized"
@@ -99,15 +104,23 @@ def ad_ic_normalized_rows(model, images, maps, targets, batch, s: SuiteSettings)
     return ad_ic_rows(model, images, maps, targets, batch, s, convention="normalized")
 
 
-def causal_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
+SUBSTRATES = ("zero", "blur")
+"""The substrates of the causal games: zeros (in the masking convention's space) and UCAG's blur."""
+
+
+def causal_rows(model, images, maps, targets, batch, s: SuiteSettings, swapped: bool = False) -> list[Row]:
     rows: list[Row] = []
-    for mode in ("deletion", "insertion"):
-        for substrate in s.substrates:
-            res = deletion_insertion(model, images, maps, targets, mode=mode, pixels_per_step=s.pixels_per_step,
-                                     substrate=substrate, convention=s.causal_convention, batch_size=s.batch_size)
-            proto = protocol(substrate=substrate, step=s.pixels_per_step, convention=s.causal_convention)
-            rows += _rows(mode, proto, 100 * res["auc"])
+    for mode, paper in s.causal_substrates:
+        substrate = next(o for o in SUBSTRATES if o != paper) if swapped else paper
+        res = deletion_insertion(model, images, maps, targets, mode=mode, pixels_per_step=s.pixels_per_step,
+                                 substrate=substrate, convention=s.causal_convention, batch_size=s.batch_size)
+        proto = protocol(substrate=substrate, step=s.pixels_per_step, convention=s.causal_convention)
+        rows += _rows(mode, proto, 100 * res["auc"])
     return rows
+
+
+def causal_swapped_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
+    return causal_rows(model, images, maps, targets, batch, s, swapped=True)
 
 
 def localisation_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
@@ -131,6 +144,7 @@ GROUPS: dict[str, Callable[..., list[Row]]] = {
     "ad_ic": ad_ic_rows,
     "ad_ic_normalized": ad_ic_normalized_rows,
     "causal": causal_rows,
+    "causal_swapped": causal_swapped_rows,
     "localisation": localisation_rows,
     "density": density_rows,
 }

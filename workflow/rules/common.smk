@@ -4,6 +4,7 @@
 import inspect
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -80,6 +81,9 @@ def gpus():
 NOTEBOOK_PRIORITY = {"02": 10, "03": 5, "04": 3}
 TRAIN_AM_PRIORITY = 20
 HEAD_PRIORITY = 30  # notebook 02's Score-CAM and RISE heads (evaluate_head): RISE's is longer than AM's training
+# The methods whose heads notebook 02 reads (a regular expression of their keys): its `reads:` entries `within`
+# another count (a few images of a slow method).
+SLOW_HEADS = "|".join(re.escape(m) for spec in reads("02") if spec.get("within") for m in spec["methods"]) or "(?!)"
 
 
 def threads(kind):

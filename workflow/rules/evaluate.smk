@@ -7,7 +7,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?",
     method=r"[a-z0-9+\-]+",
     target=r"predicted|label",
-    group=r"ad_ic|ad_ic_normalized|causal|localisation|density",
+    group=r"ad_ic|ad_ic_normalized|causal|causal_swapped|localisation|density",
     shard=r"(?:shard|head)-\d{4}",
     variant=r"img|fm",
     loss=r"full|ce",
@@ -55,8 +55,17 @@ rule evaluate:
 
 
 # A head: the same job on the first NNNN images (notebook 02's Score-CAM and RISE on n_slow images). RISE's is the
-# longest one-thread job of the default pipeline (8 images x 4001 passes), so heads start before everything else.
+# longest one-thread job of the default pipeline (8 images x 4001 passes), so the slow methods' heads start before
+# everything else; the other heads (notebook 04's UCAG variants on its first images) get their notebook's priority.
 use rule evaluate as evaluate_head with:
     wildcard_constraints:
         shard=r"head-\d{4}",
+        method=SLOW_HEADS,
     priority: HEAD_PRIORITY
+
+
+use rule evaluate as evaluate_notebook_head with:
+    wildcard_constraints:
+        shard=r"head-\d{4}",
+        method=rf"(?!(?:{SLOW_HEADS})/)[a-z0-9+\-]+",  # any other key ('/' follows the key in every path)
+    priority: NOTEBOOK_PRIORITY["04"]

@@ -47,11 +47,12 @@ def variant_rows(net, cams: Mapping[str, object], variants: Sequence[str], datas
                  ) -> pd.DataFrame:
     """The evaluation rows of metric ``group`` for each of ``variants`` (CAM objects in ``cams``) on ``dataset``
     (the first images of the seeded order), for the images' labels: the pipeline's shards under ``eval_dir``,
-    else computed with the maps of ``store`` (:func:`lib.evaluation.dataset_rows`); ``method`` is the variant."""
+    else computed with the maps of ``store`` (:func:`lib.evaluation.dataset_rows`, no progress bar: the maps'
+    own, :func:`.maps.variant_maps`, shows the long part); ``method`` is the variant."""
     keyed = {v: (VARIANT_KEYS[v], cams[v]) for v in variants}
     return dataset_rows(net, net.name, keyed, dataset, store, target="label", group=group, eval_dir=eval_dir or None,
                         shard_size=shard_size, seed=seed, suite=SuiteSettings(batch_size=batch_size),
-                        batch_size=batch_size)
+                        batch_size=batch_size, progress=False)
 
 
 def _wide(rows: pd.DataFrame, metrics: Mapping[str, str | None], keys: Sequence[str]) -> pd.DataFrame:
