@@ -38,6 +38,7 @@ __all__ = [
     "categories",
     "load_model",
     "resolve_layer",
+    "layer_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,24 @@ def load_model(name: str, weights: str | None = "default", device: str | torch.d
     elif torch.device(device).type == "cuda":
         strict_fp32_on_cuda()
     return model.to_channels_last(channels_last)
+
+
+LAYER_ALIASES = ("default", "last-block")
+"""Layer names every model understands (:func:`layer_name`)."""
+
+
+def layer_name(net: nn.Module, target_layer: str) -> str:
+    """The module name of ``target_layer``: ``"default"`` (the model's CAM layer), ``"last-block"``
+    (an EfficientNet-Lite's last MBConv block, notebook 03's CPU layer) or a module name as given."""
+    if target_layer == "default":
+        return net.target_layer
+    if target_layer == "last-block":
+        blocks = getattr(getattr(net, "net", None), "blocks", None)
+        if blocks is None:
+            raise ValueError(f"target_layer='last-block' needs an EfficientNet-Lite (net.blocks); {type(net).__name__} "
+                             "has none. Fix: set target_layer='default' or a module name.")
+        return f"net.blocks.{len(blocks) - 1}"
+    return target_layer
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> nn.Module:

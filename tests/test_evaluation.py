@@ -12,7 +12,7 @@ from lib.analysis.map_store import MapStore
 from lib.cams import GradCAM
 from lib.config import data_dir
 from lib.data import ImageFolder
-from lib.evaluation import (EvalSpec, ad_ic_frame, SuiteSettings, dataset_rows, evaluate_shard, head_name, n_shards,
+from lib.evaluation import (EvalSpec, ad_ic_frame, SuiteSettings, build_method, dataset_rows, evaluate_shard, head_name, n_shards,
                             parse_part, parse_protocol, part_ids, part_names, read_rows, shard_ids, shard_path,
                             shard_rows, shards_for)
 from lib.evaluation import run as run_module
@@ -246,3 +246,37 @@ def test_alias_and_lcam_keys_build_the_methods_they_name(lite0, tmp_path):
     assert torch.allclose(loaded(images, "predicted"), LCAM(lite0, trained)(images, "predicted"))
     with pytest.raises(ValueError, match="Unknown CAM method 'nocam'"):
         build_method("x", lite0, {"method": "nocam"})
+
+
+@needs_data
+def test_causal_curves_rows_hold_the_causal_aucs_and_every_point(lite0, shard, tmp_path):
+    """causal_curves (notebook 03's Fig. 9): the causal group's AUCs, and each curve's points in %."""
+    store = MapStore(tmp_path, "lite0")
+    spec = lambda group: EvalSpec("efficientnet_lite0", "gradcam", "label", group)  # noqa: E731
+    causal = evaluate_shard(lite0, spec("causal"), shard, store, QUICK, batch_size=8, progress=False)
+    curves = evaluate_shard(lite0, spec("causal_curves"), shard, store, QUICK, batch_size=8, progress=False)
+    aucs = curves[curves.metric.isin(["deletion", "insertion"])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(aucs, causal)
+    points = curves[curves.metric == "insertion_curve"]
+    steps = {int(parse_protocol(p)["points"]) for p in points.protocol}
+    assert steps == {29} and len(points) == 3 * 29  # 224 * 224 / 1792 = 28 steps, both ends
+    images = torch.stack([shard[k].image for k in range(3)])
+    maps = torch.stack([store.cache.load(store.key(GradCAM(lite0), i, t)) for i, t in zip(shard.ids, causal.target[:3])])
+    ins = deletion_insertion(lite0, images, maps, torch.tensor(causal.target.tolist()[:3]), mode="insertion")["curves"]
+    first = points[points.image_id == shard.ids[0]].value.to_numpy()
+    assert first == pytest.approx(100 * ins[0].double().numpy(), rel=1e-5, abs=1e-4)
+
+
+@needs_data
+def test_build_method_resolves_layer_aliases_and_sacams_selection(lite0, tmp_path):
+    """`target_layer: last-block` is Lite's last MBConv block; SA-CAM's `selection` file gives its parameters."""
+    grid = pd.DataFrame([{"threshold": t, "lambda1": l1, "lambda2": 0.0, "image_id": "x", "overall": o}
+                         for t, l1, o in (("none", 0.0, 0.1), (0.5, 3.0, 0.4))])
+    grid.to_csv(tmp_path / "grid.csv", index=False)
+    cam = build_method("sacam-selected", lite0, {"method": "sacam", "target_layer": "last-block",
+                                                 "selection": str(tmp_path / "grid.csv")})
+    assert cam.target_layer == f"net.blocks.{len(lite0.net.blocks) - 1}"
+    assert (cam.threshold, cam.lambda1, cam.lambda2) == (0.5, 3.0, 0.0)
+    assert build_method("gradcam", lite0, {"target_layer": "default"}).target_layer == lite0.target_layer
+    with pytest.raises(ValueError, match="SA-CAM's"):
+        build_method("gradcam", lite0, {"selection": str(tmp_path / "grid.csv")})

@@ -319,3 +319,79 @@ def test_key_numbers_and_agreement_text():
     resolved = int(pairs.resolved.sum())
     assert f"{resolved} of 9 resolved" in text and "`net.fc`" in text and "net.head_act" in text
     assert len(re.findall(r"^\* ", text, re.M)) == resolved
+
+
+def test_the_grid_file_gives_the_chosen_point_as_the_scores_do(tmp_path):
+    """The select_sacam rule writes the grid; SA-CAM's evaluate job and notebook 03 derive the chosen point from the
+    file (lib.cams.sacam.parameters_from_grid): the same point as from the scores, thresholds read back as written."""
+    from lib.cams.sacam import parameters_from_grid
+    rng = np.random.default_rng(3)
+    rows = [{"threshold": "none" if t is None else t, "lambda1": l1, "lambda2": l2, "image_id": f"i{k}",
+             "deletion": 0.1, "insertion": 0.2, "overall": float(rng.normal(0.1 * l1 - 0.05 * l2, 0.01))}
+            for t in (None, 0.5) for l1 in (0.0, 1.0, 3.0) for l2 in (0.0, 1.0) for k in range(4)]
+    grid = pd.DataFrame(rows)
+    grid.to_csv(tmp_path / "grid.csv", index=False)
+    scores = {}
+    for r in rows:
+        key = (None if r["threshold"] == "none" else r["threshold"], r["lambda1"], r["lambda2"])
+        scores[key] = torch.cat([scores.get(key, torch.empty(0, dtype=torch.float64)), torch.tensor([r["overall"]], dtype=torch.float64)])
+    assert parameters_from_grid(tmp_path / "grid.csv") == sacam.chosen_parameters(scores)
+    back = sacam.read_grid(tmp_path / "grid.csv")
+    assert list(back.threshold[:2]) == ["none", "none"] and back.threshold.iloc[-1] == 0.5
+    pd.testing.assert_frame_equal(back.drop(columns="threshold"), grid.drop(columns="threshold"))
+    pd.DataFrame({"threshold": []}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match="not a selection grid"):
+        parameters_from_grid(tmp_path / "bad.csv")
+
+
+def test_frames_from_rows_equal_the_direct_aucs_and_curves(tmp_path):
+    """Tables 1-3 and Fig. 9 from the causal_curves rows (values in %) equal auc_frame's AUCs and curves."""
+    from lib.evaluation import SuiteSettings, evaluate_shard, EvalSpec
+    from lib.data.samples import Sample
+    from lib.metrics import deletion_insertion
+    model = TinyModel()
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))  # insertion blurs with a 51 px kernel
+    samples = [Sample(f"i{k}", x[k], k % 2, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)) for k in range(3)]
+    class MeanCAM:  # a map with an order: the image's mean colour
+        def __call__(self, images, targets):
+            return images.mean(1)
+
+    cam = MeanCAM()
+    store = MapStore(tmp_path, "tiny")
+    rows = evaluate_shard(model, EvalSpec("tiny", "half", "label", "causal_curves"), samples, store,
+                          SuiteSettings(pixels_per_step=512), batch_size=2, cam=cam, progress=False)
+    group_of = {"i0": "Group-1", "i1": "Group-1", "i2": "Group-2"}
+    aucs, curves = sacam.frames_from_rows(rows.assign(method="Grad-CAM"), group_of)
+    maps, labels = cam(x, torch.tensor([0, 1, 0])), torch.tensor([0, 1, 0])
+    direct = {mode: deletion_insertion(model, x, maps, labels, mode=mode, pixels_per_step=512) for mode in ("deletion", "insertion")}
+    assert list(aucs.columns) == ["method", "group", "image_id", "deletion", "insertion", "overall"]
+    assert list(aucs.group) == ["Group-1", "Group-1", "Group-2"]
+    for mode in ("deletion", "insertion"):
+        assert aucs[mode].to_numpy() == pytest.approx(direct[mode]["auc"].double().numpy(), abs=1e-6)
+        torch.testing.assert_close(curves["Grad-CAM"][mode]["curves"], direct[mode]["curves"].double(), atol=1e-6, rtol=1e-5)
+    assert aucs.overall.to_numpy() == pytest.approx((aucs.insertion - aucs.deletion).to_numpy())
+
+
+def test_the_pipelines_method_keys_are_the_notebooks_methods(lite0, tmp_path):
+    """config/config.yaml's keys of Tables 1-3 (notebook 03's CPU layer, SA-CAM at the grid's chosen point) build
+    the CAMs notebook 03 builds (the same map-store key: the pipeline's maps and rows are the notebook's), and the
+    notebook reads exactly those keys."""
+    import yaml
+    from lib.analysis.map_store import describe
+    from lib.cams.sacam import parameters_from_grid
+    from lib.config import repo_root
+    from lib.evaluation import build_method
+    from lib.outputs import reads
+    config = yaml.safe_load((repo_root() / "config" / "config.yaml").read_text())
+    nb03, methods = config["notebook03"], config["evaluation"]["methods"]
+    pd.DataFrame([{"threshold": 0.5, "lambda1": 3.0, "lambda2": 1.0, "image_id": "x", "overall": 0.2}]).to_csv(
+        tmp_path / "grid.csv", index=False)
+    layer = sacam.resolve_layer(lite0, nb03["target_layer_cpu"])
+    cams = sacam.method_cams(lite0, layer, parameters_from_grid(tmp_path / "grid.csv"), nb03["perturbation"],
+                             nb03["seed"], batch_size=4)
+    for name, key in sacam.METHOD_KEYS.items():
+        settings = {k: (v["cpu"] if isinstance(v, dict) else v) for k, v in methods[key].items()}
+        if settings.get("selection") == "select":
+            settings["selection"] = str(tmp_path / "grid.csv")
+        assert describe(build_method(key, lite0, settings)) == describe(cams[name]), name
+    assert {m for spec in reads("03") for m in spec["methods"]} == set(sacam.METHOD_KEYS.values())

@@ -45,8 +45,12 @@ NOTEBOOK_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "note
 # Notebook 04 reads its 8 UCAG variants' label rows (localisation and causal, 4 of them density) on its first 12
 # images and the 6 plain and UCAG maps' causal rows on the second backbone's first 3: heads of its own priority.
 UCAG_PARTS = 8 + 8 + 4 + 6
-EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2, "evaluate_notebook_head": UCAG_PARTS}
-PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5 + 2 + UCAG_PARTS) * 16}
+# Notebook 03 reads Grad-CAM's, Score-CAM's and SA-CAM's causal_curves rows at its layer on its 5 x 3 images, SA-CAM
+# at the point of the select_sacam rule.
+SACAM_PARTS = 3
+EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2,
+                 "evaluate_notebook_head": UCAG_PARTS + SACAM_PARTS, "select_sacam": 1}
+PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5 + 2 + UCAG_PARTS + SACAM_PARTS) * 16, "select_sacam": 1}
 FULL_METHODS = 21  # config/config.yaml evaluation.methods (16, and the five L-CAM keys)
 FULL_SHARDS = 11  # 1300 images in shards of 128
 
@@ -201,6 +205,30 @@ def test_default_profile_runs_notebook_03_with_its_grid_on_the_training_sample()
     assert Path(params["cache_dir"]) == REPO / "results/cache/maps"
     assert params["target_layer_cpu"] == "last-block" and params["target_layer_gpu"] == "default"
     assert Path(params["output_dir"]) == REPO / "figures" / "03"
+    # the grid: rule select_sacam at the CPU layer on the notebook's training images; the notebook reads it
+    grid = "results/selection/efficientnet_lite0/sacam_last-block.csv"
+    assert Path(params["selection_grid"]) == REPO / grid
+    (select,) = [shlex.split(c.split(" > ")[0]) for c in shell_commands(out) if "lib.experiments.sacam" in c]
+    assert select[select.index("--n-select") + 1] == params["n_select_cpu"]
+    assert select[select.index("--lambdas") + 1] == params["lambdas"] and select[select.index("--layer") + 1] == "last-block"
+
+
+def test_notebook_03_reads_its_tables_from_rows_at_its_layer_and_chosen_point():
+    """Tables 1-3 and Fig. 9 are the causal_curves rows of the label for Grad-CAM, Score-CAM and SA-CAM at notebook
+    03's CPU layer on its 5 x 3 images (one head); SA-CAM's job waits for the selection grid and gets its path."""
+    out = dry_run()
+    (block,) = job_blocks(out, "notebook_03")
+    inputs = set(re.search(r"input: (.+)", block).group(1).split(", "))
+    keys = ["gradcam-sacam-layer", "scorecam-sacam-layer", "sacam-selected"]
+    rows = {f"results/eval/efficientnet_lite0/{k}/label/causal_curves/head-0015.parquet" for k in keys}
+    grid = "results/selection/efficientnet_lite0/sacam_last-block.csv"
+    assert {i for i in inputs if i.startswith("results/")} == rows | {grid}
+    commands = {k: next(shlex.split(c.split(" > ")[0]) for c in shell_commands(out) if f"--method {k} " in c) for k in keys}
+    settings = {k: json.loads(argv[argv.index("--settings") + 1]) for k, argv in commands.items()}
+    assert all(s["target_layer"] == "last-block" for s in settings.values())
+    assert settings["sacam-selected"]["selection"] == str(REPO / grid)
+    (sacam_job,) = [b for b in job_blocks(out, "evaluate_notebook_head") if "method=sacam-selected" in b]
+    assert grid in sacam_job
 
 
 def test_default_profile_runs_notebook_04_on_both_lite_models():
@@ -217,10 +245,10 @@ def test_default_profile_runs_notebook_04_on_both_lite_models():
     assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"
 
 
-def test_notebook_04_reads_its_ucag_rows_from_heads_of_its_own_priority():
+def test_notebook_04_reads_its_ucag_rows_from_heads():
     """Notebook 04's generic metrics are evaluation rows for the label: the 8 variants' localisation and causal
     rows (4 of them density) on its first 12 images, the 6 plain and UCAG maps' causal rows on Lite2's first 3;
-    heads (fewer images than a shard) at notebook 04's priority, not the slow heads' of notebook 02; the causal
+    heads (fewer images than a shard) at notebook 03's priority, not the slow heads' of notebook 02; the causal
     job makes a part's maps and the other groups wait for it (no ad_ic job); UCAG's settings reach the job."""
     out = dry_run()
     (block,) = job_blocks(out, "notebook_04")
@@ -233,7 +261,7 @@ def test_notebook_04_reads_its_ucag_rows_from_heads_of_its_own_priority():
                 | {f"results/eval/efficientnet_lite2/{m}/label/causal/head-0003.parquet" for m in variants[:6]})
     assert rows == expected
     jobs = job_blocks(out, "evaluate_notebook_head")
-    assert len(jobs) == len(expected) and all("priority: 3" in b for b in jobs)
+    assert all("priority: 5" in b for b in jobs)  # notebook 03's (its chain ends the run), not notebook 02's slow heads
     assert all("priority: 30" in b for b in job_blocks(out, "evaluate_head"))
     (loc,) = [b for b in jobs if "method=ucag-scaling, target=label, group=localisation" in b]
     assert "results/eval/efficientnet_lite0/ucag-scaling/label/causal/head-0012.parquet" in loc

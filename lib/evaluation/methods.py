@@ -12,7 +12,9 @@ A method key is what the pipeline's ``{method}`` wildcard and the rows' ``method
 An alias names its base method in ``settings["method"]``: ``{"lcam-fm": {"method": "lcam", "checkpoint":
 ...}}`` in ``config/config.yaml`` ``evaluation.methods`` is L-CAM-Fm under its own key, so several variants
 of one method (trained attentions, UCAG's settings) get their own shards. The other ``settings`` are the
-method's keyword arguments (e.g. ``{"n_masks": 4000}`` for RISE). The map store keys maps by
+method's keyword arguments (e.g. ``{"n_masks": 4000}`` for RISE); ``target_layer`` may be ``"default"`` or
+``"last-block"`` (:func:`lib.models.layer_name`), and SA-CAM's ``selection`` names a selection grid file whose
+chosen point (:func:`lib.cams.sacam.parameters_from_grid`) gives its ``threshold``, ``lambda1`` and ``lambda2``. The map store keys maps by
 :func:`lib.analysis.map_store.describe` of the built object (a trained attention by the digest of its
 weights), so a changed setting or checkpoint is a different map, and the same one is the same map
 whichever key or notebook asks for it.
@@ -23,6 +25,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from lib.cams import get_method
+from lib.models import LAYER_ALIASES, layer_name
 
 __all__ = ["build_method", "normalize_key"]
 
@@ -38,6 +41,13 @@ def build_method(key: str, model, settings: Mapping[str, Any] | None = None):
     base = settings.pop("method", key)
     name = normalize_key(base)
     device = next(model.parameters()).device
+    if settings.get("target_layer") in LAYER_ALIASES:  # "default" or "last-block" (lib.models.layer_name)
+        settings["target_layer"] = layer_name(model, settings["target_layer"])
+    if "selection" in settings:  # SA-CAM's threshold and lambdas chosen from a selection grid file
+        from lib.cams.sacam import parameters_from_grid
+        if name != "sacam":
+            raise ValueError(f"{key}: `selection` is SA-CAM's (a selection grid file); {base} has none.")
+        settings.update(parameters_from_grid(settings.pop("selection")))
     if name in ("amgradcam", "amgradcamfree"):
         from lib.cams.attention import AMGradCAM, ParameterFreeAttention
         checkpoint = settings.pop("checkpoint", None)

@@ -1,4 +1,4 @@
-"""The metric suite: every per-image metric the five papers use, in six groups, as tidy rows.
+"""The metric suite: every per-image metric the five papers use, in seven groups, as tidy rows.
 
 Each group function takes a batch (model, images ``[N, 3, H, W]`` in ``[0, 1]``, maps ``[N, H, W]``
 in ``[0, 1]``, targets ``[N]``, and for ``localisation`` the batch's boxes) and returns rows
@@ -21,6 +21,9 @@ Every value is in % (the papers' unit). ``protocol`` is ``key=value`` pairs join
 * ``causal_swapped``: the same games on the other substrate (deletion to the blur, insertion from zeros),
   a group of its own so that a notebook that reads the papers' protocol does not pay for the other (the
   full profile computes both).
+* ``causal_curves``: ``causal``'s AUCs and the curves they integrate, one row per point
+  (``deletion_curve`` / ``insertion_curve``, the class probability in % after ``point`` of ``points`` steps):
+  SA-CAM's Fig. 9. Not in the full profile (29 rows per game and image).
 * ``localisation``: the pointing game (hit within 15 pixels of a box of the target class, 0 or 100),
   the energy-based pointing game and the share of the image the class's boxes cover (UCAG's
   'difficult' split); only for images with a box of the target class. :mod:`lib.metrics.localisation`.
@@ -108,7 +111,8 @@ SUBSTRATES = ("zero", "blur")
 """The substrates of the causal games: zeros (in the masking convention's space) and UCAG's blur."""
 
 
-def causal_rows(model, images, maps, targets, batch, s: SuiteSettings, swapped: bool = False) -> list[Row]:
+def causal_rows(model, images, maps, targets, batch, s: SuiteSettings, swapped: bool = False,
+                curves: bool = False) -> list[Row]:
     rows: list[Row] = []
     for mode, paper in s.causal_substrates:
         substrate = next(o for o in SUBSTRATES if o != paper) if swapped else paper
@@ -116,7 +120,14 @@ def causal_rows(model, images, maps, targets, batch, s: SuiteSettings, swapped: 
                                  substrate=substrate, convention=s.causal_convention, batch_size=s.batch_size)
         proto = protocol(substrate=substrate, step=s.pixels_per_step, convention=s.causal_convention)
         rows += _rows(mode, proto, 100 * res["auc"])
+        points = res["curves"].shape[1] if curves else 0
+        for k in range(points):
+            rows += _rows(f"{mode}_curve", f"{proto},{protocol(point=k, points=points)}", 100 * res["curves"][:, k])
     return rows
+
+
+def causal_curves_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
+    return causal_rows(model, images, maps, targets, batch, s, curves=True)
 
 
 def causal_swapped_rows(model, images, maps, targets, batch, s: SuiteSettings) -> list[Row]:
@@ -145,6 +156,7 @@ GROUPS: dict[str, Callable[..., list[Row]]] = {
     "ad_ic_normalized": ad_ic_normalized_rows,
     "causal": causal_rows,
     "causal_swapped": causal_swapped_rows,
+    "causal_curves": causal_curves_rows,
     "localisation": localisation_rows,
     "density": density_rows,
 }

@@ -188,7 +188,7 @@ def notebook_rows(nb):
                          "the same folder.")
     files = []
     for spec in specs:
-        n = int(section[f"{spec['images']}_{'gpu' if ON_GPU else 'cpu'}"])
+        n = int(section[f"{spec['images']}_{'gpu' if ON_GPU else 'cpu'}"]) * int(spec.get("factor", 1))
         outer = int(section[f"{spec['within']}_{'gpu' if ON_GPU else 'cpu'}"]) if spec.get("within") else 0
         if outer > 0:  # a subset of another count's images (notebook 02: n_slow of its n_images; 0: all)
             n = min(n, outer) if n > 0 else outer
@@ -214,21 +214,45 @@ def trained_checkpoint(value, model):
     return value or None
 
 
+NB03 = config["notebook03"]
+
+
+def device_value(value):
+    """A setting given per device (`{cpu: ..., gpu: ...}`, e.g. notebook 03's layer) for the device the jobs run
+    on; any other value as is."""
+    if isinstance(value, dict) and set(value) == {"cpu", "gpu"}:
+        return value["gpu" if ON_GPU else "cpu"]
+    return value
+
+
+def selection_file(model, layer):
+    """SA-CAM's selection grid of a model and layer (`default`, `last-block` or a module name): rule select_sacam."""
+    return f"{RESULTS}/selection/{model}/sacam_{layer}.csv"
+
+
 def method_settings(method, model):
-    """The settings of a method key for the evaluate rule (config evaluation.methods), the checkpoint a training
-    rule writes as its absolute path (trained_checkpoint)."""
-    settings = dict(EVAL["methods"].get(method) or {})
+    """The settings of a method key (config evaluation.methods) for the evaluate jobs. Per-device values for this
+    device; the checkpoint a training job writes and SA-CAM's selection grid (`selection` select, written by
+    select_sacam) as absolute paths."""
+    settings = {k: device_value(v) for k, v in (EVAL["methods"].get(method) or {}).items()}
     path = trained_checkpoint(settings.get("checkpoint"), model)  # (not `checkpoint`: a Snakemake keyword)
     if path:
         settings["checkpoint"] = os.path.abspath(path)
+    if settings.get("selection") == "select":
+        settings["selection"] = os.path.abspath(selection_file(model, settings.get("target_layer", "default")))
     return settings
 
 
 def method_inputs(wildcards):
-    """A method's trained weights (AM-Grad-CAM's or an L-CAM checkpoint) when a training rule writes them."""
-    value = (EVAL["methods"].get(wildcards.method) or {}).get("checkpoint")
+    """A method's trained weights (AM-Grad-CAM's or an L-CAM checkpoint) when a training rule writes them, and
+    SA-CAM's selection grid when its `selection` is the select_sacam rule's."""
+    settings = {k: device_value(v) for k, v in (EVAL["methods"].get(wildcards.method) or {}).items()}
+    value = settings.get("checkpoint")
     path = trained_checkpoint(value, wildcards.model)
-    return [path] if path and str(value).startswith("train") else []
+    files = [path] if path and str(value).startswith("train") else []
+    if settings.get("selection") == "select":
+        files.append(selection_file(wildcards.model, settings.get("target_layer", "default")))
+    return files
 
 
 _WANTED_GROUPS = {}
@@ -278,5 +302,27 @@ def check_rise_settings():
                          "Fix: set evaluation.methods.rise to {n_masks: <rise_masks>, seed: <seed>} in the same config.")
 
 
+def check_sacam_settings():
+    """Notebook 03 builds its Grad-CAM, Score-CAM and SA-CAM at its layer (target_layer_cpu/_gpu), SA-CAM with its
+    perturbation and seed at the select_sacam rule's point; the keys whose rows it reads must say the same (else it
+    recomputes them, and the pipeline computed them for nothing)."""
+    layer = NB03["target_layer_gpu" if ON_GPU else "target_layer_cpu"]
+    for spec in reads("03"):
+        for key in spec["methods"]:
+            settings = method_settings(key, NB03["model"])
+            have = {"target_layer": settings.get("target_layer", "default")}
+            want = {"target_layer": layer}
+            if settings.get("method", key) == "sacam":
+                have.update(perturbation=settings.get("perturbation", "blur"), seed=int(settings.get("seed", 0)),
+                            selection=settings.get("selection"))
+                want.update(perturbation=NB03["perturbation"], seed=int(NB03["seed"]),
+                            selection=os.path.abspath(selection_file(NB03["model"], layer)))
+            if have != want:
+                raise ValueError(f"evaluation.methods.{key} {have} differs from notebook 03's {want}. Fix: set the key's "
+                                 "settings to notebook03's (target_layer: {cpu: <target_layer_cpu>, gpu: "
+                                 "<target_layer_gpu>}; SA-CAM: perturbation, seed, selection: select).")
+
+
 check_methods()
 check_rise_settings()
+check_sacam_settings()

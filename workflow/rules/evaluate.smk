@@ -7,7 +7,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?",
     method=r"[a-z0-9+\-]+",
     target=r"predicted|label",
-    group=r"ad_ic|ad_ic_normalized|causal|causal_swapped|localisation|density",
+    group=r"ad_ic|ad_ic_normalized|causal|causal_swapped|causal_curves|localisation|density",
     shard=r"(?:shard|head)-\d{4}",
     variant=r"img|fm",
     loss=r"full|ce",
@@ -56,7 +56,8 @@ rule evaluate:
 
 # A head: the same job on the first NNNN images (notebook 02's Score-CAM and RISE on n_slow images). RISE's is the
 # longest one-thread job of the default pipeline (8 images x 4001 passes), so the slow methods' heads start before
-# everything else; the other heads (notebook 04's UCAG variants on its first images) get their notebook's priority.
+# everything else; the other heads (notebook 03's three methods on its 5 groups, notebook 04's UCAG variants) get
+# notebook 03's priority: its chain (select_sacam -> SA-CAM's head -> notebook 03) is the last to end.
 use rule evaluate as evaluate_head with:
     wildcard_constraints:
         shard=r"head-\d{4}",
@@ -68,4 +69,4 @@ use rule evaluate as evaluate_notebook_head with:
     wildcard_constraints:
         shard=r"head-\d{4}",
         method=rf"(?!(?:{SLOW_HEADS})/)[a-z0-9+\-]+",  # any other key ('/' follows the key in every path)
-    priority: NOTEBOOK_PRIORITY["04"]
+    priority: NOTEBOOK_PRIORITY["03"]

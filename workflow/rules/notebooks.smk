@@ -21,11 +21,13 @@ def notebook_parameters(name):
 
 
 def notebook_inputs(nb):
-    """What a notebook loads besides the library and the data: trained checkpoints."""
+    """What a notebook loads besides the library and the data: trained checkpoints, SA-CAM's selection grid."""
     if nb == "01":
         return {"checkpoint": checkpoint_path(NB01["model"])}
     if nb == "02":
         return {"checkpoints": lcam_checkpoints(NB02["model"])}
+    if nb == "03":
+        return {"selection": selection_file(NB03["model"], NB03["target_layer_gpu" if ON_GPU else "target_layer_cpu"])}
     return {}
 
 
@@ -42,6 +44,8 @@ def notebook_papermill(nb):
             values["checkpoint"] = os.path.abspath(input.checkpoint)
         if nb == "02":
             values["checkpoint_dir"] = os.path.abspath(os.path.dirname(input.checkpoints[0]))
+        if nb == "03":
+            values["selection_grid"] = os.path.abspath(input.selection)
         return papermill_params({k: values[k] for k in notebook_parameters(NOTEBOOKS[nb]) if k in values})
 
     return arguments

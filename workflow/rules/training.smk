@@ -1,4 +1,5 @@
-# The learned attentions: AM-Grad-CAM's (paper 01) and L-CAM's four (paper 02), one checkpoint per job.
+# The learned attentions: AM-Grad-CAM's (paper 01) and L-CAM's four (paper 02), one checkpoint per job; and
+# SA-CAM's parameters (paper 03), chosen on the training sample before its maps are computed.
 
 rule train_am_gradcam:
     """Train AM-Grad-CAM's channel/spatial attention on the frozen classifier (paper 01)."""
@@ -71,3 +72,43 @@ rule train_lcam:
         " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
         " --lr-decay {params.lr_decay} --cpu-chunk {params.cpu_chunk} --seed {params.seed} --device {params.device:q}"
         " --out {output.checkpoint:q} > {log:q} 2>&1"
+
+
+rule select_sacam:
+    """SA-CAM's selection grid (paper 03): every (threshold, lambda1, lambda2) of notebook 03's grid scored on its
+    training images at a layer (lib.experiments.sacam); the evaluate jobs of `selection: select` and notebook 03
+    derive the chosen point from it (lib.cams.sacam.parameters_from_grid)."""
+    input:
+        data=data_inputs(NB03["train_dir"]),
+        code=sources("experiments/sacam", "cams/sacam.py", "cams/score.py", "metrics"),
+    output:
+        selection_file("{model}", "{layer}"),
+    wildcard_constraints:
+        layer=r"[A-Za-z0-9_.\-]+",
+    log:
+        f"{RESULTS}/logs/select_sacam/{{model}}/{{layer}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/select_sacam/{{model}}/{{layer}}.tsv"
+    params:
+        repo=str(REPO),
+        data_dir=job_data_dir,
+        train_dir=NB03["train_dir"],
+        n_select=NB03["n_select_gpu" if ON_GPU else "n_select_cpu"],
+        thresholds=NB03["thresholds"],
+        lambdas=NB03["lambdas"],
+        perturbation=NB03["perturbation"],
+        seed=NB03["seed"],
+        batch_size=NB03["batch_size"],
+        device=DEVICE,
+    threads: threads("evaluate")
+    resources:
+        **resources("evaluate"),
+    priority: NOTEBOOK_PRIORITY["03"]
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m lib.experiments.sacam"
+        " --model {wildcards.model:q} --layer {wildcards.layer:q} --data-dir {params.data_dir:q}"
+        " --train-dir {params.train_dir:q} --n-select {params.n_select} --thresholds {params.thresholds:q}"
+        " --lambdas {params.lambdas:q} --perturbation {params.perturbation:q} --seed {params.seed}"
+        " --batch-size {params.batch_size} --device {params.device:q} --out {output:q} > {log:q} 2>&1"

@@ -2,8 +2,10 @@
 
 * :func:`method_cams` / :func:`timed_maps`: Grad-CAM, Score-CAM and SA-CAM (and the four other
   CAMs of Fig. 4) on one layer, their maps through :class:`lib.analysis.map_store.MapStore`;
-* :func:`auc_frame`: per-image deletion and insertion AUCs (UCAG's protocol, PROTOCOLS.md) and
-  overall = insertion - deletion (Table 3);
+* :func:`table_rows` / :func:`frames_from_rows`: Tables 1-3's per-image deletion and insertion AUCs (UCAG's
+  protocol, PROTOCOLS.md), overall = insertion - deletion (Table 3), and Fig. 9's curves, from the per-image
+  evaluation rows (:mod:`lib.evaluation`, group ``causal_curves``: the pipeline's shards, or computed by the same
+  code); :func:`auc_frame` computes the same directly (the layer check, the selection);
 * :func:`group_table`, :func:`totals_table`, :func:`paired_differences`: Tables 1-3 and the paired
   differences as numbers (:func:`lib.analysis.tables.summarize` / :func:`~lib.analysis.tables.paired`);
 * :func:`layer_check`: the tables' layer against the model's own CAM layer on the same images;
@@ -26,11 +28,13 @@ from lib.analysis.stats import MIN_N, paired_t_rule
 from lib.analysis.tables import paired, summarize
 from lib.cams import AblationCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
 from lib.cams.sacam import SACAM
+from lib.evaluation import SuiteSettings, dataset_rows, parse_protocol
 from lib.metrics import deletion_insertion
 
 from .data import GROUPS
 
-__all__ = ["METHODS", "ALL_METHODS", "PAPER_TABLES_1_3", "method_cams", "timed_maps", "causal_curves", "auc_pair",
+__all__ = ["METHODS", "ALL_METHODS", "PAPER_TABLES_1_3", "METHOD_KEYS", "table_rows", "frames_from_rows",
+           "method_cams", "timed_maps", "causal_curves", "auc_pair",
            "auc_frame", "group_table", "totals_table", "paired_differences", "layer_check", "curve_bands",
            "cost_table"]
 
@@ -64,6 +68,42 @@ def method_cams(net: nn.Module, layer: str, sacam_params: Mapping, perturbation:
                                 progress=False, **sacam_params),
     }
     return {name: factories[name]() for name in names}
+
+
+METHOD_KEYS = {"Grad-CAM": "gradcam-sacam-layer", "Score-CAM": "scorecam-sacam-layer", "SA-CAM": "sacam-selected"}
+"""Tables 1-3's methods -> their keys in ``config/config.yaml`` ``evaluation.methods`` (the pipeline's rows:
+notebook 03's layer on each device, SA-CAM at the ``select_sacam`` rule's chosen point)."""
+
+
+def table_rows(net: nn.Module, cams: Mapping, dataset, store: MapStore, *, eval_dir: str | None = None,
+               shard_size: int = 128, seed: int = 0, batch_size: int = 8) -> pd.DataFrame:
+    """The ``causal_curves`` evaluation rows (:mod:`lib.evaluation`, UCAG's protocol, the images' labels) of each
+    of :data:`METHODS` (CAM objects in ``cams``) on ``dataset`` (the first images of the seeded order): the
+    pipeline's shards under ``eval_dir``, else computed with the maps of ``store``."""
+    keyed = {name: (METHOD_KEYS[name], cams[name]) for name in METHODS}
+    return dataset_rows(net, net.name, keyed, dataset, store, target="label", group="causal_curves",
+                        eval_dir=eval_dir or None, shard_size=shard_size, seed=seed,
+                        suite=SuiteSettings(batch_size=batch_size), batch_size=batch_size, progress=False)
+
+
+def frames_from_rows(rows: pd.DataFrame, group_of: Mapping[str, str]) -> tuple[pd.DataFrame, dict]:
+    """Tables 1-3's per-image frame (:func:`auc_frame`'s columns, AUCs in [0, 1]) and Fig. 9's curves
+    (``{method: {mode: {"curves": [N, points]}}}``, probabilities) from ``causal_curves`` rows (values in %)."""
+    frame, curves = [], {}
+    for name in rows.method.unique():
+        mine = rows[rows.method == name]
+        auc = {mode: mine[mine.metric == mode].set_index("image_id").value / 100 for mode in ("deletion", "insertion")}
+        ids = list(auc["deletion"].index)
+        frame += [{"method": name, "group": group_of[k], "image_id": k, "deletion": float(auc["deletion"][k]),
+                   "insertion": float(auc["insertion"][k]), "overall": float(auc["insertion"][k] - auc["deletion"][k])}
+                  for k in ids]
+        curves[name] = {}
+        for mode in ("deletion", "insertion"):
+            points = mine[mine.metric == f"{mode}_curve"]
+            step = points.protocol.map(lambda p: int(parse_protocol(p)["point"]))
+            table = points.assign(point=step).pivot(index="image_id", columns="point", values="value").loc[ids]
+            curves[name][mode] = {"curves": torch.tensor(table.to_numpy() / 100)}
+    return pd.DataFrame(frame), curves
 
 
 def timed_maps(store: MapStore, cams: Mapping, images: torch.Tensor, image_ids: Sequence[str], targets: torch.Tensor,

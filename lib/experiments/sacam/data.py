@@ -23,8 +23,9 @@ from lib import config
 from lib.analysis.draws import composite_pairs, seeded_order, split_draws
 from lib.data import CompositeDataset, ImageFolder, collate_samples, open_dataset, verify_checksums
 from lib.data.images import load_rgb
+from lib.models import layer_name
 
-__all__ = ["GROUPS", "Samples", "stack", "load_samples", "load_images", "adversarial_setup", "resolve_layer",
+__all__ = ["GROUPS", "Samples", "stack", "load_samples", "selection_sample", "load_images", "adversarial_setup", "resolve_layer",
            "layer_channels", "classified_correctly", "one_per_class", "two_class_pairs", "same_class_pairs",
            "composite_dataset", "adversarial_hosts", "host_images"]
 
@@ -78,26 +79,27 @@ def load_samples(model: nn.Module, val_dir: str, train_dir: str, data_dir: str |
     groups = split_draws(seeded_order(full_val.ids, seed), sizes)
     groups.pop("rest")
     draw = [i for ids in groups.values() for i in ids]
-    select_ids = seeded_order(ImageFolder(train_root, model.preprocess).ids, seed)[:n_select]
     val = ImageFolder(full_val.root, model.preprocess, ids=draw)
-    train = ImageFolder(train_root, model.preprocess, ids=select_ids)
     checked = verify_checksums(val.root, names=[f"images/{i}" for i in draw])
-    checked += verify_checksums(train.root, names=[f"images/{i}" for i in select_ids])
-    return Samples(full_val.root, dict(full_val.labels), groups, *stack(val, device), *stack(train, device), checked)
+    train, train_checked = selection_sample(model, train_root, seed, n_select)
+    return Samples(full_val.root, dict(full_val.labels), groups, *stack(val, device), *stack(train, device),
+                   checked + train_checked)
+
+
+def selection_sample(model: nn.Module, train_root: str | Path, seed: int, n_select: int) -> tuple[ImageFolder, int]:
+    """The ``n_select`` training images of the parameter selection (the first of ``seeded_order(train ids,
+    seed)``) with the model's preprocessing, and how many checksums were verified."""
+    if n_select < 1:
+        raise ValueError(f"n_select must be at least 1, got {n_select}.")
+    select_ids = seeded_order(ImageFolder(train_root, model.preprocess).ids, seed)[:n_select]
+    train = ImageFolder(train_root, model.preprocess, ids=select_ids)
+    return train, verify_checksums(train.root, names=[f"images/{i}" for i in select_ids])
 
 
 def resolve_layer(net: nn.Module, target_layer: str) -> str:
-    """The module name of ``target_layer``: ``"default"`` (the model's CAM layer), ``"last-block"``
-    (an EfficientNet-Lite's last MBConv block) or a module name as given."""
-    if target_layer == "default":
-        return net.target_layer
-    if target_layer == "last-block":
-        blocks = getattr(getattr(net, "net", None), "blocks", None)
-        if blocks is None:
-            raise ValueError(f"target_layer='last-block' needs an EfficientNet-Lite (net.blocks); {type(net).__name__} "
-                             "has none. Fix: set target_layer='default' or a module name.")
-        return f"net.blocks.{len(blocks) - 1}"
-    return target_layer
+    """The module name of ``target_layer`` (:func:`lib.models.layer_name`: ``"default"``, ``"last-block"`` or a
+    module name)."""
+    return layer_name(net, target_layer)
 
 
 def layer_channels(model: nn.Module, layer: str, images: torch.Tensor) -> tuple[int, float, tuple[int, int]]:

@@ -20,7 +20,7 @@ from lib.cams.sacam import SACAM, candidate_maps, select_parameters
 
 from .causal import auc_pair
 
-__all__ = ["PERTURBATIONS", "parse_grid", "selection_grid", "chosen_parameters", "library_defaults",
+__all__ = ["PERTURBATIONS", "parse_grid", "selection_grid", "read_grid", "chosen_parameters", "library_defaults",
            "grid_means", "selection_text", "perturbation_frame"]
 
 PERTURBATIONS = ("constant", "noise", "blur")
@@ -57,6 +57,14 @@ def selection_grid(model: nn.Module, layer: str, images: torch.Tensor, targets: 
                       "deletion": float(a), "insertion": float(b), "overall": float(b - a)}
                      for k, a, b in zip(image_ids[sl], d, i)]
     return pd.DataFrame(rows), scores
+
+
+def read_grid(path) -> pd.DataFrame:
+    """A selection grid file (:func:`selection_grid`'s frame as CSV: the notebook's, or the pipeline's
+    ``select_sacam`` rule's) with its thresholds as :func:`selection_grid` gives them (``"none"`` or a number)."""
+    grid = pd.read_csv(path, dtype={"threshold": str})
+    grid["threshold"] = [t if t == "none" else float(t) for t in grid.threshold]
+    return grid.astype({"threshold": object})
 
 
 def chosen_parameters(scores: Mapping[tuple, torch.Tensor]) -> dict:
