@@ -48,8 +48,8 @@ UCAG_PARTS = 8 + 8 + 4 + 6
 # Notebook 03 reads Grad-CAM's, Score-CAM's and SA-CAM's causal_curves rows at its layer on its 5 x 3 images, SA-CAM
 # at the point of the select_sacam rule.
 SACAM_PARTS = 3
-EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2,
-                 "evaluate_notebook_head": UCAG_PARTS + SACAM_PARTS, "select_sacam": 1}
+EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2, "evaluate_sacam_head": SACAM_PARTS,
+                 "evaluate_notebook_head": UCAG_PARTS, "select_sacam": 1}
 PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5 + 2 + UCAG_PARTS + SACAM_PARTS) * 16, "select_sacam": 1}
 FULL_METHODS = 21  # config/config.yaml evaluation.methods (16, and the five L-CAM keys)
 FULL_SHARDS = 11  # 1300 images in shards of 128
@@ -227,8 +227,10 @@ def test_notebook_03_reads_its_tables_from_rows_at_its_layer_and_chosen_point():
     settings = {k: json.loads(argv[argv.index("--settings") + 1]) for k, argv in commands.items()}
     assert all(s["target_layer"] == "last-block" for s in settings.values())
     assert settings["sacam-selected"]["selection"] == str(REPO / grid)
-    (sacam_job,) = [b for b in job_blocks(out, "evaluate_notebook_head") if "method=sacam-selected" in b]
+    (sacam_job,) = [b for b in job_blocks(out, "evaluate_sacam_head") if "method=sacam-selected" in b]
     assert grid in sacam_job
+    # the chain select_sacam -> SA-CAM's head -> notebook 03 starts right after notebook 02's slow heads
+    assert "priority: 25" in sacam_job and all("priority: 25" in b for b in job_blocks(out, "select_sacam"))
 
 
 def test_default_profile_runs_notebook_04_on_both_lite_models():
@@ -248,7 +250,7 @@ def test_default_profile_runs_notebook_04_on_both_lite_models():
 def test_notebook_04_reads_its_ucag_rows_from_heads():
     """Notebook 04's generic metrics are evaluation rows for the label: the 8 variants' localisation and causal
     rows (4 of them density) on its first 12 images, the 6 plain and UCAG maps' causal rows on Lite2's first 3;
-    heads (fewer images than a shard) at notebook 03's priority, not the slow heads' of notebook 02; the causal
+    heads (fewer images than a shard) at notebook 04's priority, not the slow heads' of notebook 02; the causal
     job makes a part's maps and the other groups wait for it (no ad_ic job); UCAG's settings reach the job."""
     out = dry_run()
     (block,) = job_blocks(out, "notebook_04")
@@ -261,7 +263,7 @@ def test_notebook_04_reads_its_ucag_rows_from_heads():
                 | {f"results/eval/efficientnet_lite2/{m}/label/causal/head-0003.parquet" for m in variants[:6]})
     assert rows == expected
     jobs = job_blocks(out, "evaluate_notebook_head")
-    assert all("priority: 5" in b for b in jobs)  # notebook 03's (its chain ends the run), not notebook 02's slow heads
+    assert len(jobs) == len(expected) and all("priority: 3" in b for b in jobs)  # notebook 04's: fill the gaps
     assert all("priority: 30" in b for b in job_blocks(out, "evaluate_head"))
     (loc,) = [b for b in jobs if "method=ucag-scaling, target=label, group=localisation" in b]
     assert "results/eval/efficientnet_lite0/ucag-scaling/label/causal/head-0012.parquet" in loc

@@ -84,6 +84,11 @@ HEAD_PRIORITY = 30  # notebook 02's Score-CAM and RISE heads (evaluate_head): RI
 # The methods whose heads notebook 02 reads (a regular expression of their keys): its `reads:` entries `within`
 # another count (a few images of a slow method).
 SLOW_HEADS = "|".join(re.escape(m) for spec in reads("02") if spec.get("within") for m in spec["methods"]) or "(?!)"
+# Notebook 03's chain (select_sacam -> SA-CAM's head, 132 s on one thread -> notebook 03, 156 s) is the longest after
+# RISE's head: it starts right after the slow heads, or it ends the run alone (stop 30's first fresh clone: 341 s
+# started at 768 s of 1113). Notebook 04's heads (many short jobs) fill the gaps.
+SACAM_PRIORITY = 25
+SACAM_HEADS = "|".join(re.escape(m) for spec in reads("03") for m in spec["methods"]) or "(?!)"
 
 
 def threads(kind):

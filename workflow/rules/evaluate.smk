@@ -56,8 +56,8 @@ rule evaluate:
 
 # A head: the same job on the first NNNN images (notebook 02's Score-CAM and RISE on n_slow images). RISE's is the
 # longest one-thread job of the default pipeline (8 images x 4001 passes), so the slow methods' heads start before
-# everything else; the other heads (notebook 03's three methods on its 5 groups, notebook 04's UCAG variants) get
-# notebook 03's priority: its chain (select_sacam -> SA-CAM's head -> notebook 03) is the last to end.
+# everything else; then notebook 03's (its chain select_sacam -> SA-CAM's head -> notebook 03 is the next longest);
+# the other heads (notebook 04's UCAG variants, many short jobs) get notebook 04's priority and fill the gaps.
 use rule evaluate as evaluate_head with:
     wildcard_constraints:
         shard=r"head-\d{4}",
@@ -65,8 +65,15 @@ use rule evaluate as evaluate_head with:
     priority: HEAD_PRIORITY
 
 
+use rule evaluate as evaluate_sacam_head with:
+    wildcard_constraints:
+        shard=r"head-\d{4}",
+        method=SACAM_HEADS,
+    priority: SACAM_PRIORITY
+
+
 use rule evaluate as evaluate_notebook_head with:
     wildcard_constraints:
         shard=r"head-\d{4}",
-        method=rf"(?!(?:{SLOW_HEADS})/)[a-z0-9+\-]+",  # any other key ('/' follows the key in every path)
-    priority: NOTEBOOK_PRIORITY["03"]
+        method=rf"(?!(?:{SLOW_HEADS}|{SACAM_HEADS})/)[a-z0-9+\-]+",  # any other key ('/' follows the key in every path)
+    priority: NOTEBOOK_PRIORITY["04"]

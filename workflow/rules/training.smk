@@ -103,7 +103,7 @@ rule select_sacam:
     threads: threads("evaluate")
     resources:
         **resources("evaluate"),
-    priority: NOTEBOOK_PRIORITY["03"]
+    priority: SACAM_PRIORITY
     conda:
         CONDA_ENV
     shell:
