@@ -6,8 +6,10 @@
 2. the benchmark with the peer library side by side (``benchmarks/run.py --device cuda``, a short
    run: Lite0, 16 images, one repeat, no torch.compile path: with it the step ran past 150 s on an H200,
    without it 2 min) -> ``benchmarks/results/cuda.json`` / ``cuda.md``;
-3. one shard of every method of ``evaluation.methods`` through the pipeline's ``evaluate`` rule
-   (the full profile on the first shard of 64 images, every metric group, in ``results/gpu-check/``);
+3. one shard of every method of ``evaluation.full_methods`` through the pipeline's ``evaluate`` rule
+   (the full profile on the first shard of 64 images, in ``results/gpu-check/``): every metric group of the full
+   profile but ``causal_swapped`` (:data:`CHECK_GROUPS`; the same code as ``causal`` on the other substrate, and
+   21 more jobs would take the step past its limit: 297 s of 330 on an H200 with five groups);
 4. a JSON summary (``--out``): each step's status and seconds, and per method and metric group the
    images per second of its shard, which ``tools/evaluation_summary.py`` turns into the full profile's
    projected GPU time. The shards run :data:`GPU_JOBS` at a time on the one GPU (each job one at a time
@@ -37,6 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable  # every step runs under this interpreter (`-m pytest`, `-m snakemake`), venv or not
 CHECK = ROOT / "results" / "gpu-check"
 SHARD_IMAGES = 64  # the one shard of every method: its images, and the rate's numerator
+CHECK_GROUPS = ["ad_ic", "ad_ic_normalized", "causal", "localisation", "density"]
+"""The metric groups of the shard step (the full profile's but ``causal_swapped``: see the module docstring)."""
 GPU_JOBS = 8  # evaluate/train jobs sharing the one GPU at a time (--gpu-jobs), one CPU core each: 110 jobs one after
               # another, each starting Python, torch and CUDA, would not fit the step's time (on an H200 with 16
               # cores, 8 at a time ran the 112 jobs of 64 images in 297 s)
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
     CHECK.mkdir(parents=True, exist_ok=True)
     cfg = CHECK / "config.yaml"
     cfg.write_text(yaml.safe_dump({"device": "cuda", "results_dir": str(CHECK), "figures_dir": str(CHECK / "figures"),
-                                   "evaluation": {"full": True, "n_images": SHARD_IMAGES,
+                                   "evaluation": {"full": True, "n_images": SHARD_IMAGES, "groups": CHECK_GROUPS,
                                                   "shard_size": SHARD_IMAGES}}))
     steps = [
         step("CUDA-only tests", [PYTHON, "-m", "pytest", "-m", "gpu", "tests", "-q"], 60),
