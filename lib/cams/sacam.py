@@ -48,7 +48,7 @@ from .score import scorecam_masks
 from .targets import Targets
 
 __all__ = ["SACAM", "PERTURBATIONS", "key_area", "perturb", "sa_scores", "self_attention_terms", "sacam_weights",
-           "candidate_maps", "select_parameters", "parameters_from_grid"]
+           "candidate_maps", "select_parameters", "read_selection_grid", "parameters_from_grid"]
 
 PERTURBATIONS = ("constant", "noise", "blur")
 WHITE = 1.0  # Alg. 1 paints the pixels outside the key area (255, 255, 255): 1.0 in the [0, 1] image
@@ -271,11 +271,11 @@ def select_parameters(scores: dict[tuple, torch.Tensor]) -> tuple:
     return min(tied, key=lambda key: (key[1] + key[2], -1 if key[0] is None else key[0]))
 
 
-def parameters_from_grid(path) -> dict:
-    """SA-CAM's ``threshold, lambda1, lambda2`` chosen by :func:`select_parameters` from a selection grid file:
-    a CSV with one row per training image and grid point, columns ``threshold`` (a number, or ``none``: keep
-    every pixel), ``lambda1``, ``lambda2`` and ``overall`` (the per-image score); what the pipeline's
-    ``select_sacam`` rule writes (``python -m lib.experiments.sacam``) and notebook 03 shows."""
+def read_selection_grid(path):
+    """A selection grid file: a CSV with one row per training image and grid point, columns ``threshold`` (a
+    number, or ``none``: keep every pixel), ``lambda1``, ``lambda2`` and ``overall`` (the per-image score), what
+    the pipeline's ``select_sacam`` rule writes (``python -m lib.experiments.sacam``) and notebook 03 shows; its
+    thresholds as ``"none"`` or a number."""
     import pandas as pd
 
     grid = pd.read_csv(path, dtype={"threshold": str})
@@ -283,6 +283,15 @@ def parameters_from_grid(path) -> dict:
     if missing or grid.empty:
         raise ValueError(f"{path}: not a selection grid (missing columns {sorted(missing)} or no rows). Fix: rerun "
                          "the select_sacam rule (python -m lib.experiments.sacam).")
+    grid["threshold"] = [t if t == "none" else float(t) for t in grid.threshold]
+    return grid.astype({"threshold": object})
+
+
+def parameters_from_grid(grid) -> dict:
+    """SA-CAM's ``threshold, lambda1, lambda2`` chosen by :func:`select_parameters` from a selection grid (a frame
+    of :func:`read_selection_grid`'s columns, or the path of its file)."""
+    if not hasattr(grid, "groupby"):
+        grid = read_selection_grid(grid)
     scores = {}
     for (threshold, lambda1, lambda2), part in grid.groupby(["threshold", "lambda1", "lambda2"], sort=False):
         key = (None if threshold == "none" else float(threshold), float(lambda1), float(lambda2))

@@ -235,29 +235,38 @@ def selection_file(model, layer):
     return f"{RESULTS}/selection/{model}/sacam_{layer}.csv"
 
 
+def device_settings(method):
+    """A method key's settings (config evaluation.methods) with per-device values for this device."""
+    return {k: device_value(v) for k, v in (EVAL["methods"].get(method) or {}).items()}
+
+
+def selection_input(settings, model):
+    """The select_sacam rule's grid when a key's settings ask for it (`selection: select`), else None."""
+    return selection_file(model, settings.get("target_layer", "default")) if settings.get("selection") == "select" else None
+
+
 def method_settings(method, model):
     """The settings of a method key (config evaluation.methods) for the evaluate jobs. Per-device values for this
-    device; the checkpoint a training job writes and SA-CAM's selection grid (`selection` select, written by
-    select_sacam) as absolute paths."""
-    settings = {k: device_value(v) for k, v in (EVAL["methods"].get(method) or {}).items()}
+    device; the checkpoint a training job writes and SA-CAM's selection grid as absolute paths."""
+    settings = device_settings(method)
     path = trained_checkpoint(settings.get("checkpoint"), model)  # (not `checkpoint`: a Snakemake keyword)
     if path:
         settings["checkpoint"] = os.path.abspath(path)
-    if settings.get("selection") == "select":
-        settings["selection"] = os.path.abspath(selection_file(model, settings.get("target_layer", "default")))
+    grid = selection_input(settings, model)
+    if grid:
+        settings["selection"] = os.path.abspath(grid)
     return settings
 
 
 def method_inputs(wildcards):
     """A method's trained weights (AM-Grad-CAM's or an L-CAM checkpoint) when a training rule writes them, and
     SA-CAM's selection grid when its `selection` is the select_sacam rule's."""
-    settings = {k: device_value(v) for k, v in (EVAL["methods"].get(wildcards.method) or {}).items()}
+    settings = device_settings(wildcards.method)
     value = settings.get("checkpoint")
     path = trained_checkpoint(value, wildcards.model)
     files = [path] if path and str(value).startswith("train") else []
-    if settings.get("selection") == "select":
-        files.append(selection_file(wildcards.model, settings.get("target_layer", "default")))
-    return files
+    grid = selection_input(settings, wildcards.model)
+    return files + ([grid] if grid else [])
 
 
 _WANTED_GROUPS = {}

@@ -59,7 +59,7 @@ def main(argv=None) -> None:
     grid.to_csv(tmp, index=False)
     os.replace(tmp, out)
     print(f"SA-CAM selection at {layer} on {len(ids)} training images ({checked} checksums verified): "
-          f"{len(grid)} rows -> {out}; chosen {parameters_from_grid(out)} in {time.time() - start:.1f} s on {device}")
+          f"{len(grid)} rows -> {out}; chosen {parameters_from_grid(grid)} in {time.time() - start:.1f} s on {device}")
 
 
 if __name__ == "__main__":

@@ -96,10 +96,8 @@ def selection_sample(model: nn.Module, train_root: str | Path, seed: int, n_sele
     return train, verify_checksums(train.root, names=[f"images/{i}" for i in select_ids])
 
 
-def resolve_layer(net: nn.Module, target_layer: str) -> str:
-    """The module name of ``target_layer`` (:func:`lib.models.layer_name`: ``"default"``, ``"last-block"`` or a
-    module name)."""
-    return layer_name(net, target_layer)
+resolve_layer = layer_name
+"""The module name of a target layer: ``"default"``, ``"last-block"`` or a module name (:func:`lib.models.layer_name`)."""
 
 
 def layer_channels(model: nn.Module, layer: str, images: torch.Tensor) -> tuple[int, float, tuple[int, int]]:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lib.cams.sacam import SACAM, candidate_maps, select_parameters
+from lib.cams.sacam import SACAM, candidate_maps, read_selection_grid, select_parameters
 
 from .causal import auc_pair
 
@@ -59,12 +59,9 @@ def selection_grid(model: nn.Module, layer: str, images: torch.Tensor, targets: 
     return pd.DataFrame(rows), scores
 
 
-def read_grid(path) -> pd.DataFrame:
-    """A selection grid file (:func:`selection_grid`'s frame as CSV: the notebook's, or the pipeline's
-    ``select_sacam`` rule's) with its thresholds as :func:`selection_grid` gives them (``"none"`` or a number)."""
-    grid = pd.read_csv(path, dtype={"threshold": str})
-    grid["threshold"] = [t if t == "none" else float(t) for t in grid.threshold]
-    return grid.astype({"threshold": object})
+read_grid = read_selection_grid
+"""A selection grid file with its thresholds as :func:`selection_grid` gives them (``"none"`` or a number):
+:func:`lib.cams.sacam.read_selection_grid`."""
 
 
 def chosen_parameters(scores: Mapping[tuple, torch.Tensor]) -> dict:
