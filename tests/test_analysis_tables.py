@@ -125,6 +125,31 @@ def test_map_store_computes_each_map_once_and_keys_on_settings(tmp_path):
     assert "layer='net.layer'" in map_store.describe(cam) and "batch_size" not in map_store.describe(cam)
 
 
+def test_map_store_makes_several_methods_maps_in_one_call_each_under_its_own_key(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    model.target_layer = "net.layer"
+    store = map_store.MapStore(tmp_path, "tiny")
+    images, ids, targets = torch.rand(3, 3, 4, 4), ["a", "b", "c"], torch.tensor([0, 1, 2])
+    calls = []
+
+    def together(cams, x, t):  # stands in for shared passes: one call for every method
+        calls.append(len(x))
+        return [cam(x, t) for cam in cams]
+
+    double, triple = Doubler(model), Doubler(model, factor=3.0)
+    store.maps(Doubler(model), images[:1], ids[:1], targets[:1])  # one of them stored before (`calls` is in the key)
+    both = store.maps_many([double, triple], images, ids, targets, compute=together)
+    assert calls == [3] and len(list(tmp_path.glob("*.pt"))) == 6  # images missing any map: computed once, all kept
+    assert store.maps_many([Doubler(model), Doubler(model, factor=3.0)], images, ids, targets,
+                           compute=together)[1].equal(both[1]) and calls == [3]
+    alone = Doubler(model, factor=3.0)
+    torch.testing.assert_close(store.maps(alone, images, ids, targets), images[:, 0] * 3.0 + targets.view(-1, 1, 1))
+    assert alone.calls == 0  # its own job reads what the first one made
+    no_store = map_store.MapStore(None, "tiny").maps_many([Doubler(model), triple], images, ids, targets,
+                                                          compute=together)
+    assert calls == [3, 3] and torch.equal(no_store[0], both[0])
+
+
 def test_describe_hashes_learned_weights():
     net = torch.nn.Linear(2, 2)
     holder = type("Holder", (), {})()

@@ -280,3 +280,42 @@ def test_build_method_resolves_layer_aliases_and_sacams_selection(lite0, tmp_pat
     assert build_method("gradcam", lite0, {"target_layer": "default"}).target_layer == lite0.target_layer
     with pytest.raises(ValueError, match="SA-CAM's"):
         build_method("gradcam", lite0, {"selection": str(tmp_path / "grid.csv")})
+
+
+@needs_data
+def test_companions_maps_are_made_with_the_methods_and_read_by_their_own_jobs(lite0, shard, tmp_path, monkeypatch):
+    """The pipeline's UCAG family: the first key's job makes its companions' maps in the same crop passes and stores
+    them; a companion's own job then computes no map, and its rows equal those of a job that made its maps alone."""
+    settings = {"n": 2, "crop_batch": 8}
+    leader = build_method("ucag-gradcam", lite0, settings)
+    companion = build_method("ucag-gradcam++", lite0, settings)
+    store = MapStore(tmp_path / "maps", "lite0")
+    spec = EvalSpec("efficientnet_lite0", "ucag-gradcam", "label", "density", settings)
+    evaluate_shard(lite0, spec, shard, store, QUICK, batch_size=2, progress=False, companions=[companion])
+    images = torch.stack([shard[k].image for k in range(len(shard))])
+    labels = torch.tensor([shard[k].label for k in range(len(shard))])
+    keys = [store.key(companion, i, t) for i, t in zip(shard.ids, labels)]
+    assert all(k in store.cache for k in keys)
+
+    own = EvalSpec("efficientnet_lite0", "ucag-gradcam++", "label", "density", settings)
+    import lib.cams.ucag as ucag_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the companion's map was computed again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ucag_module, "partial_explanations", refuse)
+        read = evaluate_shard(lite0, own, shard, store, QUICK, batch_size=2, progress=False, cam=companion)
+    alone = evaluate_shard(lite0, own, shard, MapStore(tmp_path / "alone", "lite0"), QUICK, batch_size=2,
+                           progress=False)
+    pd.testing.assert_frame_equal(read, alone)
+    torch.testing.assert_close(store.maps(companion, images, list(shard.ids), labels), companion(images, labels),
+                               rtol=0, atol=0)
+
+
+def test_command_line_checks_its_companions(tmp_path):
+    base = ["--model", "efficientnet_lite0", "--method", "ucag-gradcam", "--head", "1", "--out", str(tmp_path / "r.pq")]
+    with pytest.raises(SystemExit, match="not a JSON object"):
+        cli_main([*base, "--companions", "[1]", "--map-store", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--map-store is empty"):
+        cli_main([*base, "--companions", '{"ucag-gradcam++": {}}'])

@@ -273,6 +273,20 @@ def test_notebook_04_reads_its_ucag_rows_from_heads():
     argv = next(shlex.split(c.split(" > ")[0]) for c in shell_commands(out)
                 if "--method ucag-scaling" in c and "--group causal" in c)
     assert json.loads(argv[argv.index("--settings") + 1]) == {"method": "ucag-gradcam", "n": 1, "rho": 1.0}
+    assert json.loads(argv[argv.index("--companions") + 1]) == {}  # its own crops (n = 1): its own maps
+    # UCAG's variants of one crop geometry: ucag-gradcam's causal job makes every one's maps in one set of crop
+    # passes (--companions), and each of their jobs waits for it instead of computing them again
+    for model, head, family in (("efficientnet_lite0", "head-0012", ["ucag-gradcam++", "ucag-layercam", "ucag-gradcam-count1"]),
+                                ("efficientnet_lite2", "head-0003", ["ucag-gradcam++", "ucag-layercam"])):
+        argv = next(shlex.split(c.split(" > ")[0]) for c in shell_commands(out)
+                    if f"--model {model} --method ucag-gradcam " in c and "--group causal" in c)
+        assert set(json.loads(argv[argv.index("--companions") + 1])) == set(family)
+        leader = f"results/eval/{model}/ucag-gradcam/label/causal/{head}.parquet"
+        for member in family:
+            member_jobs = [b for b in jobs if f"model={model}, method={member}, target=label" in b]
+            assert member_jobs and all(leader in re.search(r"input: (.+)", b).group(1) for b in member_jobs)
+    plain = [c for c in shell_commands(out) if "--method gradcam++ " in c and "--target label" in c]
+    assert plain and all("--companions '{}'" in c for c in plain)
 
 
 def test_default_profile_runs_notebook_05():

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from lib.cams import (UCAG, GradCAM, GradCAMPlusPlus, UCAGSettings, XGradCAM, get_method, unfold_and_conquer)
-from lib.cams.ucag import confidence_weights, conquer, partial_explanations, postprocess
+from lib.cams.ucag import (confidence_weights, conquer, maps_sharing_passes, maps_together, partial_explanations,
+                            postprocess)
 from lib.cams.ucag_geometry import UnfoldGeometry
 from lib.data import CompositeDataset, collate_samples, packaged_photos
 from lib.metrics import energy_pointing_game
@@ -164,3 +165,33 @@ def test_every_gradient_method_can_be_wrapped(lite0, photos, name):
     assert 0 <= float(wrapped.min()) and 0 < float(wrapped.max()) <= 1
     plain = get_method(name, lite0)(x, 281)
     assert (wrapped - plain).abs().mean() > 1e-3
+
+
+def test_variants_together_equal_each_alone(lite0, photos):
+    """One set of crop passes for UCAG around Grad-CAM (both count initialisations) and Grad-CAM++: the maps of
+    each object called alone, and the wrapped Grad-CAM explained once (its two wrappers describe one method)."""
+    x, targets = photos[:2], torch.tensor([281, 967])
+    ucags = [UCAG(GradCAM(lite0), n=2), UCAG(GradCAM(lite0), n=2, count_init=1.0), UCAG(GradCAMPlusPlus(lite0), n=2)]
+    calls = []
+    original = partial_explanations.__globals__["_partial_maps"]
+
+    def counting(methods, crops, crop_targets):
+        calls.append(len(methods))
+        return original(methods, crops, crop_targets)
+
+    partial_explanations.__globals__["_partial_maps"] = counting
+    try:
+        together = maps_together(ucags, x, targets)
+    finally:
+        partial_explanations.__globals__["_partial_maps"] = original
+    assert calls == [2]  # one batch of crops (2 images x 4 crops <= crop_batch 36), two distinct methods
+    for u, maps in zip(ucags, together):
+        torch.testing.assert_close(maps, u(x, targets), rtol=0, atol=0)
+    assert not torch.equal(together[0], together[1])  # the count initialisation acts after the passes
+    mixed = [UCAG(GradCAM(lite0), n=2), GradCAM(lite0), UCAG(GradCAM(lite0), n=1, rho=1.0), ucags[2]]
+    for cam, maps in zip(mixed, maps_sharing_passes(mixed, x, targets)):
+        torch.testing.assert_close(maps, cam(x, targets), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="crop_passes_key"):
+        maps_together([ucags[0], UCAG(GradCAM(lite0), n=1, rho=1.0)], x, targets)
+    with pytest.raises(TypeError, match="UCAG objects"):
+        maps_together([GradCAM(lite0)], x, targets)

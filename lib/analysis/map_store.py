@@ -9,8 +9,9 @@ an interrupted run recomputes only the maps it had not stored.
   and its public settings, the layer resolved to its name, learned modules (an attention) by a hash
   of their weights.
 * :class:`MapStore`: ``store.maps(cam, images, image_ids, targets)`` gives ``[N, H, W]`` maps (or
-  the CAM's own shape), computing only the (image, target) pairs not stored yet. Entries are
-  :class:`lib.cache.DiskCache` files, written atomically.
+  the CAM's own shape), computing only the (image, target) pairs not stored yet;
+  ``store.maps_many(cams, ...)`` the same for several methods whose maps share passes (UCAG's
+  variants). Entries are :class:`lib.cache.DiskCache` files, written atomically.
 """
 
 from __future__ import annotations
@@ -105,3 +106,30 @@ class MapStore:
                 self.cache.save(keys[k], maps[k])  # kept in memory too: not read back from disk
         maps = [m if m is not None else self.cache.load(key) for m, key in zip(maps, keys)]
         return torch.stack(maps).to(images.device)
+
+    def maps_many(self, cams: list, images: torch.Tensor, image_ids: list[str], targets: torch.Tensor,
+                  compute: Callable | None = None, **settings: Any) -> list[torch.Tensor]:
+        """:meth:`maps` of several CAM objects for the same images and targets, each stored under its own key.
+        The images with any map missing go to ``compute(cams, images, targets) -> [maps per cam]`` once
+        (default :func:`lib.cams.ucag.maps_sharing_passes`: UCAG objects of one crop geometry share their
+        crop passes), so one job can make the maps that several methods' jobs read."""
+        if compute is None:
+            from lib.cams.ucag import maps_sharing_passes as compute
+        if len(image_ids) != len(images) or len(targets) != len(images):
+            raise ValueError(f"{len(images)} images, {len(image_ids)} ids and {len(targets)} targets: one each. "
+                             "Fix: pass the batch's ids and targets.")
+        if self.cache is None:
+            return compute(cams, images, targets)
+        keys = [[self.key(cam, i, t, **settings) for i, t in zip(image_ids, targets)] for cam in cams]
+        maps: list[list] = [[None] * len(images) for _ in cams]
+        missing = [k for k in range(len(images)) if any(per[k] not in self.cache for per in keys)]
+        if missing:
+            rows = torch.tensor(missing, device=images.device)
+            fresh = compute(cams, images[rows], targets[rows.to(targets.device)])
+            for c, per in enumerate(fresh):
+                for k, m in zip(missing, per):
+                    maps[c][k] = m.detach().cpu().clone()
+                    if keys[c][k] not in self.cache:
+                        self.cache.save(keys[c][k], maps[c][k])
+        return [torch.stack([m if m is not None else self.cache.load(key) for m, key in zip(per, ks)]).to(images.device)
+                for per, ks in zip(maps, keys)]

@@ -55,7 +55,7 @@ from .targets import Targets, is_multi_target, resolve_targets
 from .ucag_geometry import UnfoldGeometry, fold_maps, unfold_crops
 
 __all__ = ["UCAG", "UCAGSettings", "confidence_weights", "conquer", "partial_explanations", "postprocess",
-           "unfold_and_conquer"]
+           "unfold_and_conquer", "crop_passes_key", "maps_together", "maps_sharing_passes"]
 
 
 @dataclass(frozen=True)
@@ -233,3 +233,61 @@ class UCAG(CAM):
         if size not in ("input", None) and tuple(size) != tuple(maps.shape[-2:]):
             maps = upsample(maps, tuple(size))
         return maps
+
+
+def crop_passes_key(ucag: "UCAG") -> tuple:
+    """What decides a UCAG object's crop passes: its model (by identity), crop geometry (``n``, ``rho``,
+    ``alpha``), ``crop_batch`` and precision. Objects with equal keys can share them (:func:`maps_together`);
+    ``count_init`` and the blur act after the passes, in :func:`conquer`."""
+    s = ucag.settings
+    return id(ucag.model), s.n, s.rho, s.alpha, s.crop_batch, ucag.precision
+
+
+def maps_together(ucags: Sequence["UCAG"], images: torch.Tensor, targets: Targets = "predicted"
+                  ) -> list[torch.Tensor]:
+    """The maps of several :class:`UCAG` objects of one :func:`crop_passes_key`, from one set of crop passes.
+
+    Each distinct wrapped method (by :func:`lib.analysis.map_store.describe`: two ``GradCAM`` objects of one
+    model and layer are one method) gets its partial explanations once (:func:`partial_explanations`: gradient
+    methods of one layer share the crops' forward and backward pass); each object then folds them with its own
+    settings (:func:`conquer`: ``count_init``, blur). Equal to ``[u(images, targets) for u in ucags]``: the
+    same passes on the same crops; at the authors' constants, UCAG around Grad-CAM, Grad-CAM++ and LayerCAM
+    and the released code's count initialisation cost one method's passes instead of four.
+    """
+    from lib.analysis.map_store import describe  # the map store's notion of "the same method"
+
+    if not ucags:
+        return []
+    if any(not isinstance(u, UCAG) for u in ucags):
+        raise TypeError("maps_together takes UCAG objects. Fix: call other CAM methods one by one.")
+    keys = {crop_passes_key(u) for u in ucags}
+    if len(keys) > 1:
+        raise ValueError("these UCAG objects do not share their crop passes (model, n, rho, alpha, crop_batch or "
+                         "precision differ). Fix: group them by lib.cams.ucag.crop_passes_key first.")
+    wrapped: dict[str, CAM] = {}
+    for u in ucags:
+        wrapped.setdefault(describe(u.method), u.method)
+    partial, weights, _ = partial_explanations(list(wrapped.values()), images, targets, ucags[0].settings)
+    by_method = dict(zip(wrapped, partial))
+    geometry = ucags[0].settings.geometry(images.shape[-1])
+    multi = is_multi_target(targets)
+    maps = [conquer(by_method[describe(u.method)], weights, geometry, u.settings) for u in ucags]
+    return [m if multi else m[:, 0] for m in maps]
+
+
+def maps_sharing_passes(cams: Sequence[CAM], images: torch.Tensor, targets: Targets = "predicted"
+                        ) -> list[torch.Tensor]:
+    """``[cam(images, targets) for cam in cams]``, with the UCAG objects among them grouped by
+    :func:`crop_passes_key` and each group computed by :func:`maps_together` (one set of crop passes);
+    any other method is called on its own."""
+    out: list[torch.Tensor | None] = [None] * len(cams)
+    groups: dict[tuple, list[int]] = {}
+    for i, cam in enumerate(cams):
+        if isinstance(cam, UCAG):
+            groups.setdefault(crop_passes_key(cam), []).append(i)
+        else:
+            out[i] = cam(images, targets)
+    for rows in groups.values():
+        for i, maps in zip(rows, maps_together([cams[i] for i in rows], images, targets)):
+            out[i] = maps
+    return out

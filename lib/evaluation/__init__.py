@@ -15,11 +15,11 @@ metric group) on one shard of image ids, as tidy rows.
 """
 
 from .frames import ad_ic_frame, with_protocol
-from .methods import build_method
+from .methods import build_method, shared_passes
 from .run import ROW_COLUMNS, EvalSpec, dataset_rows, evaluate_shard, part_ids, read_rows, shard_rows, write_rows
 from .shards import head_name, n_shards, parse_part, part_name, part_names, shard_ids, shard_path, shards_for
 from .suite import GROUPS, SuiteSettings, parse_protocol
 
-__all__ = ["ad_ic_frame", "with_protocol", "GROUPS", "ROW_COLUMNS", "EvalSpec", "SuiteSettings", "build_method", "dataset_rows", "evaluate_shard",
+__all__ = ["ad_ic_frame", "with_protocol", "GROUPS", "ROW_COLUMNS", "EvalSpec", "SuiteSettings", "build_method", "shared_passes", "dataset_rows", "evaluate_shard",
            "head_name", "n_shards", "parse_part", "part_ids", "part_name", "part_names", "parse_protocol", "read_rows", "shard_ids", "shard_path", "shard_rows", "shards_for",
            "write_rows"]

@@ -22,12 +22,13 @@ whichever key or notebook asks for it.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping
 
 from lib.cams import get_method
 from lib.models import LAYER_ALIASES, layer_name
 
-__all__ = ["build_method", "normalize_key"]
+__all__ = ["build_method", "normalize_key", "shared_passes"]
 
 
 def normalize_key(key: str) -> str:
@@ -70,3 +71,19 @@ def build_method(key: str, model, settings: Mapping[str, Any] | None = None):
             attention = LCAMAttention.from_classifier(model, settings.get("target_layer")).to(device).eval()
         return LCAM(model, attention, **settings)
     return get_method(base, model, **settings)
+
+
+def shared_passes(key: str, settings: Mapping[str, Any] | None = None) -> tuple | None:
+    """What a key's maps share their passes with, from its settings alone (no model needed: the pipeline plans
+    with it): UCAG keys (``ucag-<method>``) of one crop geometry (``n``, ``rho``, ``alpha``, ``crop_batch``) give
+    the same tuple, so one job can make all their maps (:func:`lib.cams.ucag.maps_sharing_passes`); None for
+    every other key (its maps are its own)."""
+    from lib.cams.ucag import UCAGSettings
+
+    settings = dict(settings or {})
+    name = normalize_key(settings.pop("method", key))
+    if not name.startswith("ucag") or name == "ucag":
+        return None
+    fields = {f.name for f in dataclasses.fields(UCAGSettings)}
+    ucag = UCAGSettings(**{k: v for k, v in settings.items() if k in fields})
+    return ("ucag", ucag.n, float(ucag.rho), float(ucag.alpha), ucag.crop_batch, settings.get("precision"))

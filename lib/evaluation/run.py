@@ -65,10 +65,14 @@ def _targets(model, images: torch.Tensor, labels: torch.Tensor, rule: str) -> to
 
 
 def evaluate_shard(model, spec: EvalSpec, dataset, store: MapStore, suite: SuiteSettings = SuiteSettings(),
-                   batch_size: int = 16, cam=None, progress: bool = True) -> pd.DataFrame:
+                   batch_size: int = 16, cam=None, progress: bool = True, companions: Sequence = ()) -> pd.DataFrame:
     """The rows (:data:`ROW_COLUMNS`) of ``spec``'s metric group for every image of ``dataset``
     (a data set yielding :class:`lib.data.Sample`): maps of ``spec.method`` for ``spec.target``
-    from ``store`` (computed where missing), then :func:`.suite.group_rows` per batch."""
+    from ``store`` (computed where missing), then :func:`.suite.group_rows` per batch.
+
+    ``companions``: CAM objects of other method keys whose maps come from the same passes (UCAG's
+    variants, :func:`lib.cams.ucag.maps_sharing_passes`): their maps of the same images and targets are made
+    with this method's and stored (:meth:`MapStore.maps_many`), for their own jobs to read."""
     cam = build_method(spec.method, model, spec.settings) if cam is None else cam
     settings = describe(cam)
     device = next(model.parameters()).device
@@ -77,7 +81,8 @@ def evaluate_shard(model, spec: EvalSpec, dataset, store: MapStore, suite: Suite
     for batch in tqdm(loader, desc=f"{spec.method} {spec.group}", unit="batch", disable=not progress):
         batch = batch.to(device)
         targets = _targets(model, batch.images, batch.labels, spec.target)
-        maps = store.maps(cam, batch.images, list(batch.image_ids), targets)
+        maps = (store.maps_many([cam, *companions], batch.images, list(batch.image_ids), targets)[0] if companions
+                else store.maps(cam, batch.images, list(batch.image_ids), targets))
         for k, metric, proto, value in group_rows(spec.group, model, batch.images, maps, targets, batch, suite):
             rows.append((batch.image_ids[k], spec.model, spec.method, spec.target, int(targets[k]), metric, proto,
                          value, settings))
@@ -109,10 +114,10 @@ def read_rows(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int | str, dataset, store: MapStore,
                suite: SuiteSettings = SuiteSettings(), batch_size: int = 16, cam=None,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, companions: Sequence = ()) -> pd.DataFrame:
     """Shard ``shard``'s rows (a number, or a head's name: lib.evaluation.shards): read from
     ``spec.path(root, shard)`` when that file exists and was computed with the same method settings, else :func:`evaluate_shard` on ``dataset`` (the shard's
-    images) and written there (``root=None``: computed, not written)."""
+    images) and written there (``root=None``: computed, not written); ``companions`` as in :func:`evaluate_shard`."""
     cam = build_method(spec.method, model, spec.settings) if cam is None else cam
     path = spec.path(root, shard) if root else None
     if path is not None and path.is_file():
@@ -124,7 +129,8 @@ def shard_rows(root: str | Path | None, model, spec: EvalSpec, shard: int | str,
             return rows
         log.warning("%s holds %s; recomputing it", path, "other images (another seed or shard size?)"
                     if same_settings else f"other settings ({sorted(set(rows['settings']))[:1]})")
-    rows = evaluate_shard(model, spec, dataset, store, suite, batch_size, cam=cam, progress=progress)
+    rows = evaluate_shard(model, spec, dataset, store, suite, batch_size, cam=cam, progress=progress,
+                          companions=companions)
     if path is not None:
         write_rows(rows, path)
     return rows

@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))  # lib from this checkout, also when snakemake run
 from lib.allocator import export_huge_pages  # noqa: E402
 from lib.config import data_dir, resolve_device, split_dir  # noqa: E402
 from lib.cams import RISE  # noqa: E402
-from lib.evaluation import GROUPS, parse_part, part_name, part_names, shards_for  # noqa: E402
+from lib.evaluation import GROUPS, parse_part, part_name, part_names, shards_for, shared_passes  # noqa: E402
 from lib.outputs import declared, notebooks, pipeline_outputs, reads  # noqa: E402
 
 # Every job's malloc asks for transparent huge pages (lib.allocator.export_huge_pages; CAM_MALLOC_TUNING=0 or your
@@ -260,13 +260,16 @@ def method_settings(method, model):
 
 def method_inputs(wildcards):
     """A method's trained weights (AM-Grad-CAM's or an L-CAM checkpoint) when a training rule writes them, and
-    SA-CAM's selection grid when its `selection` is the select_sacam rule's."""
-    settings = device_settings(wildcards.method)
-    value = settings.get("checkpoint")
-    path = trained_checkpoint(value, wildcards.model)
-    files = [path] if path and str(value).startswith("train") else []
-    grid = selection_input(settings, wildcards.model)
-    return files + ([grid] if grid else [])
+    SA-CAM's selection grid when its `selection` is the select_sacam rule's; the same for its companions."""
+    files = []
+    for method in [wildcards.method, *companions(wildcards)]:
+        settings = device_settings(method)
+        value = settings.get("checkpoint")
+        path = trained_checkpoint(value, wildcards.model)
+        files += [path] if path and str(value).startswith("train") else []
+        grid = selection_input(settings, wildcards.model)
+        files += [grid] if grid else []
+    return sorted(set(files))
 
 
 _WANTED_GROUPS = {}
@@ -282,15 +285,47 @@ def wanted_groups():
     return _WANTED_GROUPS
 
 
+def map_family(model, method, target, part):
+    """The method keys wanted of a model, target and part whose maps come from the same passes as method's
+    (lib.evaluation.shared_passes: notebook 04's UCAG variants of one crop geometry), in evaluation.methods order;
+    [method] for a key whose maps are its own."""
+    own = shared_passes(method, device_settings(method))
+    if own is None:
+        return [method]
+    keys = {m for (mo, m, t, p) in wanted_groups() if (mo, t, p) == (model, target, part)} | {method}
+    return [m for m in EVAL["methods"] if m in keys and shared_passes(m, device_settings(m)) == own]
+
+
+def first_group(model, method, target, part):
+    """The first metric group wanted of a model, method, target and part, in lib.evaluation.GROUPS order."""
+    groups = wanted_groups().get((model, method, target, part), set())
+    return next((g for g in GROUPS if g in groups), None)
+
+
 def maps_first(wildcards):
-    """The part's rows of the group that makes its maps, for every other group wanted of the same model, method,
-    target and part: the first of them in lib.evaluation.GROUPS order (ad_ic where it is wanted; notebook 04's
-    UCAG parts: causal) computes the maps into the map store, the other groups' jobs then read them, instead of
-    computing the same maps side by side (RISE: 18 s per image on one core; UCAG: 36 crops)."""
-    groups = wanted_groups().get((wildcards.model, wildcards.method, wildcards.target, wildcards.shard), set())
-    order = list(GROUPS)
-    first = next((g for g in order[:order.index(wildcards.group)] if g in groups), None)
-    return [shard_file(wildcards.model, wildcards.method, wildcards.target, first, wildcards.shard)] if first else []
+    """The rows of the job that makes a part's maps, for every other job of the same model, target and part that
+    reads them: the first wanted group in lib.evaluation.GROUPS order (ad_ic where it is wanted; notebook 04's
+    parts: causal) of the family's first key (map_family: UCAG's variants share their crop passes, and that job
+    makes all their maps, companions()), instead of computing the same maps side by side (RISE: 18 s per image on
+    one core; UCAG: 36 crops per image and method)."""
+    model, target, part = wildcards.model, wildcards.target, wildcards.shard
+    leader = map_family(model, wildcards.method, target, part)[0]
+    group = first_group(model, leader, target, part)
+    if group is None or (leader, group) == (wildcards.method, wildcards.group):
+        return []
+    if leader == wildcards.method and list(GROUPS).index(group) > list(GROUPS).index(wildcards.group):
+        return []  # a group nobody asked for (a job run by hand): it makes its own maps
+    return [shard_file(model, leader, target, group, part)]
+
+
+def companions(wildcards):
+    """The other keys of the family whose maps the job makes (lib.evaluation's --companions, a JSON object of their
+    settings): only for the family's first key at its first group (maps_first), else {}."""
+    model, target, part = wildcards.model, wildcards.target, wildcards.shard
+    family = map_family(model, wildcards.method, target, part)
+    if family[0] != wildcards.method or first_group(model, wildcards.method, target, part) != wildcards.group:
+        return {}
+    return {m: method_settings(m, model) for m in family[1:]}
 
 
 def check_methods():

@@ -32,6 +32,7 @@ rule evaluate:
     params:
         repo=str(REPO),
         settings=lambda wildcards: json.dumps(method_settings(wildcards.method, wildcards.model), sort_keys=True),
+        companions=lambda wildcards: json.dumps(companions(wildcards), sort_keys=True),
         data_dir=job_data_dir,
         val_dir=EVAL["val_dir"],
         part=lambda wildcards: part_arguments(wildcards.shard),
@@ -48,6 +49,7 @@ rule evaluate:
     shell:
         "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m lib.evaluation"
         " --model {wildcards.model:q} --method {wildcards.method:q} --settings {params.settings:q}"
+        " --companions {params.companions:q}"
         " --target {wildcards.target} --group {wildcards.group} {params.part}"
         " --seed {params.seed} --data-dir {params.data_dir:q}"
         " --val-dir {params.val_dir:q} --map-store {params.map_store:q} --device {params.device:q}"

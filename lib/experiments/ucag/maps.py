@@ -2,7 +2,7 @@
 
 For each image and target class: the three plain maps (Grad-CAM, Grad-CAM++, LayerCAM), their UCAG
 versions (Alg. 1; one pass over the ``n^2`` crops serves all three methods,
-:func:`lib.cams.ucag.partial_explanations`), UCAG Grad-CAM folded with the released code's
+:func:`lib.cams.ucag.maps_together`), UCAG Grad-CAM folded with the released code's
 ``count + 1`` (Eq. 6's duplication matrix started at ones, from the same partial maps) and the
 *scaling-only* ablation (the whole image upscaled by ``alpha``: ``UCAG(n=1, rho=1)``).
 
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from lib.analysis.draws import composite_pairs
 from lib.analysis.map_store import MapStore, describe
 from lib.cams import UCAG, GradCAM, GradCAMPlusPlus, LayerCAM, UCAGSettings
-from lib.cams.ucag import conquer, partial_explanations, postprocess
+from lib.cams.ucag import maps_together, postprocess
 from lib.data import CompositeDataset, collate_samples
 from lib.data.images import load_rgb
 
@@ -107,14 +107,11 @@ def joint_maps(cams: Mapping[str, Any], images: torch.Tensor, targets: torch.Ten
     the three methods and both count initialisations; ``timer[(model, step)]`` accumulates
     ``[seconds, images]``."""
     plain = [cams[m] for m in METHODS]
-    settings, released = cams[UCAG_NAMES[0]].settings, cams[RELEASED].settings
     t0 = time.perf_counter()
     out = {m: cam(images, targets) for m, cam in zip(METHODS, plain)}
     t1 = time.perf_counter()
-    partial, weights, _ = partial_explanations(plain, images, targets, settings)
-    geometry = settings.geometry(images.shape[-1])
-    out.update({name: conquer(p, weights, geometry, settings) for name, p in zip(UCAG_NAMES, partial)})
-    out[RELEASED] = conquer(partial[0], weights, geometry, released)
+    together = [*UCAG_NAMES, RELEASED]  # one set of crop passes (lib.cams.ucag.maps_together)
+    out.update(zip(together, maps_together([cams[name] for name in together], images, targets)))
     t2 = time.perf_counter()
     out[SCALING] = cams[SCALING](images, targets)
     t3 = time.perf_counter()
