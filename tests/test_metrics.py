@@ -17,6 +17,7 @@ from torch import nn
 from lib.metrics import (CONVENTIONS, FRAME_COLUMNS, ad_ic, average_drop_increase, bootstrap_ci,
                          confidence_scores, explanation_logits, minmax_normalize, num_kept,
                          percentage_in, phi, summarize, to_frame)
+from lib.metrics.masks import top_k_pixels
 from tiny_models import TinyModel, sigmoid
 
 
@@ -68,6 +69,18 @@ def test_phi_batched_exact_k_with_many_ties():
         for i in range(4):
             kept, dropped = maps[i][b[i] > 0], maps[i][b[i] == 0]
             assert kept.min() >= dropped.max()
+
+
+def test_top_k_pixels_are_a_stable_sorts_first_k():
+    """phi's selection without a sort keeps exactly the pixels of the stable descending sort it replaced."""
+    g = torch.Generator().manual_seed(0)
+    cases = {"continuous": torch.rand(5, 50176, generator=g), "tied": (torch.rand(5, 50176, generator=g) * 20).round(),
+             "constant": torch.zeros(2, 50176), "relu": torch.relu(torch.randn(5, 50176, generator=g))}
+    for name, flat in cases.items():
+        for k in (1, 502, 5018, 25088, 45159, 50175):
+            order = torch.sort(flat, dim=1, descending=True, stable=True).indices[:, :k]
+            expected = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True)
+            assert torch.equal(top_k_pixels(flat, k), expected), (name, k)
 
 
 @pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), "0.5", True])
