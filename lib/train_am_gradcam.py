@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .process import finish
 from .cams.attention import AMGradCAM, ChannelSpatialAttention
 from .cams.hooks import forward_with_gradients
 from .checkpoints import atomic_save as _atomic_save  # the name tests monkeypatch
@@ -265,3 +266,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    finish()  # every file is written and closed: skip the interpreter's teardown (lib.process)

@@ -97,6 +97,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 from tqdm.auto import tqdm
 
+from .process import finish
 from .cams.activation import forward_activations
 from .cams.lcam import (
     LCAMAttention,
@@ -613,3 +614,4 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+    finish()  # every file is written and closed: skip the interpreter's teardown (lib.process)

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lib.process import finish  # noqa: E402
 from lib.analysis import MIN_N  # noqa: E402
 from lib.analysis.calibration import BINARY_SHAPES, SHAPES, resolved, simulate_pairs  # noqa: E402
 from lib.analysis.stats import paired_t_rule  # noqa: E402
@@ -89,3 +90,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+    finish()  # every file is written and closed: skip the interpreter's teardown (lib.process)

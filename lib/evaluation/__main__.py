@@ -21,6 +21,7 @@ from lib.analysis.map_store import MapStore
 from lib.config import resolve_device, split_dir
 from lib.data import ImageFolder, verify_checksums
 from lib.models import load_model
+from lib.process import finish
 
 from .methods import build_method
 from .run import TARGET_RULES, EvalSpec, part_ids, shard_rows, write_rows
@@ -94,3 +95,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+    finish()  # every file is written and closed: skip the interpreter's teardown (lib.process)

@@ -20,6 +20,7 @@ from pathlib import Path
 from lib.cams.sacam import PERTURBATIONS, parameters_from_grid
 from lib.config import resolve_device, split_dir
 from lib.models import load_model
+from lib.process import finish
 
 from .data import resolve_layer, selection_sample, stack
 from .selection import parse_grid, selection_grid
@@ -64,3 +65,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+    finish()  # every file is written and closed: skip the interpreter's teardown (lib.process)
