@@ -113,6 +113,24 @@ def test_cascading_randomization_original_unchanged_and_values():
     assert not torch.allclose(other["maps"][-1], res["maps"][-1])
 
 
+def test_cascading_randomization_takes_the_original_maps_it_is_given():
+    model = TinyConvModel()
+    calls = []
+
+    def counting(m):
+        calls.append(1)
+        return simple_cam(m)
+
+    full = cascading_randomization(model, counting, IMAGES, TARGETS, seed=0)
+    assert len(calls) == 4
+    given = cascading_randomization(model, counting, IMAGES, TARGETS, seed=0, original=full["maps"][0])
+    assert len(calls) == 4 + 3  # the three randomised steps only
+    for key in ("maps", "spearman", "ssim"):
+        torch.testing.assert_close(given[key], full[key])
+    with pytest.raises(ValueError, match="original maps must be"):
+        cascading_randomization(model, counting, IMAGES, TARGETS, original=full["maps"][0][:2])
+
+
 def test_randomised_layer_uses_reset_parameters_with_seed():
     # randomise only the linear layer: the copy's layer equals nn.Linear's default init under seed + 1
     model = TinyConvModel()

@@ -134,7 +134,8 @@ def _randomize(module: nn.Module, seed: int) -> None:
 
 def cascading_randomization(model: nn.Module, cam_factory: Callable[[nn.Module], CamFn],
                             images: torch.Tensor, targets: torch.Tensor | Sequence[int],
-                            layers: Sequence[str] | None = None, seed: int = 0) -> dict:
+                            layers: Sequence[str] | None = None, seed: int = 0,
+                            original: torch.Tensor | None = None) -> dict:
     """Cascading randomisation sanity check (see the module docstring).
 
     Args:
@@ -147,6 +148,9 @@ def cascading_randomization(model: nn.Module, cam_factory: Callable[[nn.Module],
         layers: module names (as in ``model.named_modules()``) in the order to randomise, the
             output side first; default :func:`randomizable_layers` (all Conv / Linear layers).
         seed: step ``k`` (1-based) re-initialises its layer with seed ``seed + k``.
+        original: the trained model's maps ``[N, H, W]`` of these images and targets when they are
+            already computed (e.g. read from a map store): row 0, instead of calling the CAM on the
+            unrandomised copy (the same maps, up to the float noise of another batch).
 
     Returns:
         ``{"layers": ["original", name_1, ..., name_S], "maps": [S + 1, N, H, W],
@@ -173,7 +177,10 @@ def cascading_randomization(model: nn.Module, cam_factory: Callable[[nn.Module],
             raise ValueError(f"cam_factory's maps must be [N, H, W], got {tuple(out.shape)}")
         return out.detach()
 
-    all_maps = [maps_of(work)]
+    if original is not None and tuple(original.shape) != (x.shape[0], *x.shape[-2:]):
+        raise ValueError(f"original maps must be [N, H, W] = {(x.shape[0], *x.shape[-2:])} for these images, got "
+                         f"{tuple(original.shape)}. Fix: pass the trained model's maps of the same images, or None.")
+    all_maps = [original.detach().to(device) if original is not None else maps_of(work)]
     for step, name in enumerate(names, start=1):
         _randomize(modules[name], seed + step)
         all_maps.append(maps_of(work))

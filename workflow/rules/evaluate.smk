@@ -59,7 +59,9 @@ rule evaluate:
 # A head: the same job on the first NNNN images (notebook 02's Score-CAM and RISE on n_slow images). RISE's is the
 # longest one-thread job of the default pipeline (8 images x 4001 passes), so the slow methods' heads start before
 # everything else; then notebook 03's (its chain select_sacam -> SA-CAM's head -> notebook 03 is the next longest);
-# the other heads (notebook 04's UCAG variants, many short jobs) get notebook 04's priority and fill the gaps.
+# the other heads (notebook 04's UCAG variants, many short jobs) get notebook 04's priority and fill the gaps; the
+# UCAG variants of one crop geometry are a family: ucag-gradcam's first job makes all their maps (--companions,
+# common.smk map_family), the others wait for it.
 use rule evaluate as evaluate_head with:
     wildcard_constraints:
         shard=r"head-\d{4}",

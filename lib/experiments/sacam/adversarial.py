@@ -71,13 +71,17 @@ def adversarial_table(frame: pd.DataFrame, metric: str, n_hosts: int) -> pd.Data
 
 
 def cascade_frame(model: nn.Module, factories: Mapping[str, Callable], images: torch.Tensor, targets: torch.Tensor,
-                  image_ids: Sequence[str], layers: Sequence[str], seed: int) -> tuple[pd.DataFrame, dict]:
+                  image_ids: Sequence[str], layers: Sequence[str], seed: int,
+                  originals: Mapping[str, torch.Tensor] | None = None) -> tuple[pd.DataFrame, dict]:
     """Fig. 8 (Adebayo et al.): per method, step and image the Spearman and SSIM similarity of the
     map after randomising ``layers[:step]`` to the trained model's map: ``method, step,
-    randomised up to, image_id, spearman, ssim``, and the maps ``{method: [S + 1, N, H, W]}``."""
+    randomised up to, image_id, spearman, ssim``, and the maps ``{method: [S + 1, N, H, W]}``.
+    ``originals``: ``{method: the trained model's maps of these images}`` where already made (the
+    notebook's evaluation maps, from the map store), so step 0 is not computed again."""
     rows, maps = [], {}
     for name, factory in factories.items():
-        result = cascading_randomization(model, factory, images, targets, layers=list(layers), seed=seed)
+        result = cascading_randomization(model, factory, images, targets, layers=list(layers), seed=seed,
+                                         original=(originals or {}).get(name))
         maps[name] = result["maps"].cpu()
         for step, layer_name in enumerate(result["layers"]):
             rows += [{"method": name, "step": step, "randomised up to": layer_name, "image_id": image_ids[k],
