@@ -14,14 +14,18 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import NoReturn
 
 __all__ = ["finish"]
 
 
-def finish(code: int = 0) -> NoReturn:
+def finish(code: int = 0) -> None:
     """Flush logging, stdout and stderr, then end the process with ``code`` without the interpreter's
-    teardown (:func:`os._exit`). Call it after every file the job writes is closed."""
+    teardown (:func:`os._exit`). Call it after every file the job writes is closed.
+
+    Under a profiler or a tracer (``python -m cProfile``, coverage: ``sys.getprofile()`` or ``sys.gettrace()``
+    is set) it returns instead, so they can write their results at the normal exit."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        return
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

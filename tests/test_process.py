@@ -22,3 +22,13 @@ def test_finish_flushes_output_and_keeps_the_exit_code(tmp_path):
     assert proc.returncode == 3
     assert proc.stdout == "printed into a pipe" and proc.stderr == "and to stderr"
     assert "logged before the end" in (tmp_path / "job.log").read_text()
+
+
+def test_finish_returns_under_a_profiler(tmp_path):
+    """python -m cProfile writes its statistics at the normal exit: finish leaves that exit alone."""
+    script = tmp_path / "job.py"
+    script.write_text("from lib.process import finish\nfinish(3)\nprint('after finish')\n")
+    stats = tmp_path / "job.prof"
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(stats), str(script)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0 and proc.stdout == "after finish\n" and stats.is_file()
