@@ -292,8 +292,9 @@ def map_family(model, method, target, part):
     own = shared_passes(method, device_settings(method))
     if own is None:
         return [method]
-    keys = {m for (mo, m, t, p) in wanted_groups() if (mo, t, p) == (model, target, part)} | {method}
-    return [m for m in EVAL["methods"] if m in keys and shared_passes(m, device_settings(m)) == own]
+    keys = {m for (mo, m, t, p) in wanted_groups() if (mo, t, p) == (model, target, part)}
+    family = [m for m in EVAL["methods"] if m in keys and shared_passes(m, device_settings(m)) == own]
+    return family if method in family else [method]  # a key nothing wants (a file asked for by hand): alone
 
 
 def first_group(model, method, target, part):
