@@ -90,26 +90,12 @@ class MapStore:
              **settings: Any) -> torch.Tensor:
         """``cam(images, targets)``, from the store where stored; ``settings``: anything else that
         determines the map and is not an attribute of ``cam`` (e.g. a composite's layout)."""
-        if len(image_ids) != len(images) or len(targets) != len(images):
-            raise ValueError(f"{len(images)} images, {len(image_ids)} ids and {len(targets)} targets: one each. "
-                             "Fix: pass the batch's ids and targets.")
-        if self.cache is None:
-            return cam(images, targets)
-        keys = [self.key(cam, i, t, **settings) for i, t in zip(image_ids, targets)]
-        maps: list[torch.Tensor | None] = [None] * len(keys)
-        missing = [k for k, key in enumerate(keys) if key not in self.cache]
-        if missing:
-            rows = torch.tensor(missing, device=images.device)
-            fresh = cam(images[rows], targets[rows.to(targets.device)])
-            for k, m in zip(missing, fresh):
-                maps[k] = m.detach().cpu().clone()
-                self.cache.save(keys[k], maps[k])  # kept in memory too: not read back from disk
-        maps = [m if m is not None else self.cache.load(key) for m, key in zip(maps, keys)]
-        return torch.stack(maps).to(images.device)
+        return self.maps_many([cam], images, image_ids, targets, compute=lambda cams, x, t: [cams[0](x, t)],
+                              **settings)[0]
 
     def maps_many(self, cams: list, images: torch.Tensor, image_ids: list[str], targets: torch.Tensor,
                   compute: Callable | None = None, **settings: Any) -> list[torch.Tensor]:
-        """:meth:`maps` of several CAM objects for the same images and targets, each stored under its own key.
+        """The maps of several CAM objects for the same images and targets (:meth:`maps`: one), each under its own key.
         The images with any map missing go to ``compute(cams, images, targets) -> [maps per cam]`` once
         (default :func:`lib.cams.ucag.maps_sharing_passes`: UCAG objects of one crop geometry share their
         crop passes), so one job can make the maps that several methods' jobs read."""
@@ -128,7 +114,7 @@ class MapStore:
             fresh = compute(cams, images[rows], targets[rows.to(targets.device)])
             for c, per in enumerate(fresh):
                 for k, m in zip(missing, per):
-                    maps[c][k] = m.detach().cpu().clone()
+                    maps[c][k] = m.detach().cpu().clone()  # kept in memory too: not read back from disk
                     if keys[c][k] not in self.cache:
                         self.cache.save(keys[c][k], maps[c][k])
         return [torch.stack([m if m is not None else self.cache.load(key) for m, key in zip(per, ks)]).to(images.device)

@@ -81,8 +81,7 @@ def evaluate_shard(model, spec: EvalSpec, dataset, store: MapStore, suite: Suite
     for batch in tqdm(loader, desc=f"{spec.method} {spec.group}", unit="batch", disable=not progress):
         batch = batch.to(device)
         targets = _targets(model, batch.images, batch.labels, spec.target)
-        maps = (store.maps_many([cam, *companions], batch.images, list(batch.image_ids), targets)[0] if companions
-                else store.maps(cam, batch.images, list(batch.image_ids), targets))
+        maps = store.maps_many([cam, *companions], batch.images, list(batch.image_ids), targets)[0]
         for k, metric, proto, value in group_rows(spec.group, model, batch.images, maps, targets, batch, suite):
             rows.append((batch.image_ids[k], spec.model, spec.method, spec.target, int(targets[k]), metric, proto,
                          value, settings))
