@@ -355,6 +355,10 @@ class AugmentedFolder(Dataset):
         self.params = params
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        return self.view(self.resized(index), self.params[index])
+
+    def resized(self, index: int) -> torch.Tensor:
+        """Image ``index`` with its shorter side resized to ``resize``, ``[3, h, w]`` in [0, 1] (no crop yet)."""
         from .data import load_rgb
 
         image = load_rgb(self.folder.path(self.folder.ids[index]))
@@ -363,8 +367,11 @@ class AugmentedFolder(Dataset):
             size = [int(self.resize * h / w), self.resize]
         else:
             size = [self.resize, int(self.resize * w / h)]
-        x = TF.to_tensor(TF.resize(image, size, interpolation=self.interpolation, antialias=True))
-        u_top, u_left, u_flip = self.params[index].tolist()
+        return TF.to_tensor(TF.resize(image, size, interpolation=self.interpolation, antialias=True))
+
+    def view(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The ``crop`` x ``crop`` view of a :meth:`resized` image fixed by one ``(u_top, u_left, u_flip)`` row."""
+        u_top, u_left, u_flip = params.tolist()
         top = int(u_top * (x.shape[-2] - self.crop + 1))
         left = int(u_left * (x.shape[-1] - self.crop + 1))
         x = TF.crop(x, top, left, self.crop, self.crop)
