@@ -81,6 +81,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -538,7 +539,8 @@ def main(argv: list[str] | None = None) -> None:
         full = ImageFolder(root, model.preprocess)
         folder = ImageFolder(root, model.preprocess, ids=seeded_subset(full.ids, args.images, args.seed))
         log.info("Caching %d views of %d images of %s (%s, %s)", args.views + 1, len(folder), root, args.model, device)
-        build_feature_cache(model, folder, args.views, args.seed, args.out, dtype=args.dtype)
+        build_feature_cache(model, folder, args.views, args.seed, args.out, dtype=args.dtype,
+                            progress=sys.stderr.isatty())
         return
     cache = load_feature_cache(args.cache)
     model = load_model(cache.meta["model"], device=device)
@@ -546,7 +548,7 @@ def main(argv: list[str] | None = None) -> None:
                                 max_epochs=args.max_epochs, plateau=args.plateau, patience=args.patience,
                                 loss_maps=args.loss_maps, cache_views=cache.views, cache_seed=cache.meta["seed"])
     log.info("Training %s on %d views of %d images (%s)", config.method, cache.views, cache.features.shape[1], device)
-    _, history = train_on_features(model, cache, config, args.out)
+    _, history = train_on_features(model, cache, config, args.out, progress=sys.stderr.isatty())  # logs: epoch lines
     best = min(history, key=lambda h: h["val_loss"])
     log.info("best epoch %d of %d: val loss %.4f, map distance %.4f, weight distance %.4f", best["epoch"],
              history[-1]["epoch"], best["val_loss"], best["map_distance"], best["weight_distance"])

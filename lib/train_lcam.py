@@ -73,6 +73,66 @@ every epoch (attention, optimizer, configuration, per-epoch history), ``OUT`` at
 interrupted run started again with the same configuration resumes from ``OUT.partial`` and ends
 with the same weights as an uninterrupted one.
 
+Training at ImageNet scale: the images come through a ``DataLoader`` with ``workers`` processes
+(CLI default 8 on CUDA) and pinned memory on CUDA; ``amp`` (CLI ``--amp``) runs the classifier's
+forward and backward passes (the clean pass and the masked pass) under CUDA autocast, bfloat16
+(``"bf16"``; ``True``/``"auto"`` picks it where the GPU supports it) or float16 (``"fp16"``, with a
+``torch.amp.GradScaler`` whose state the checkpoints keep), while the attention, its maps and the
+loss stay float32; it is ignored on the CPU.  Like ``chunk``, ``amp`` changes float rounding only,
+so it is not part of :class:`LCAMConfig` (a run may resume with another setting).
+
+Data-parallel training
+----------------------
+
+Under ``torchrun`` (``WORLD_SIZE > 1`` in the environment) the command line starts a process group
+(:func:`distributed`: backend ``"nccl"`` on CUDA, ``"gloo"`` on the CPU; rank ``r`` on CUDA uses
+``cuda:LOCAL_RANK``) and destroys it at the end; :func:`train_lcam` runs data-parallel whenever a
+process group of more than one process exists.  What each of the ``W`` processes does:
+
+* **the same draws**: every rank draws the epoch's image order and crop/flip parameters from its own
+  generator seeded by ``seed`` (the same numbers on every rank) and cuts the same global batches of
+  ``config.batch_size`` images, which must be a multiple of ``W``: the effective batch stays
+  ``config.batch_size`` = ``W`` x the per-rank batch.
+* **its shard**: rank ``r`` takes the ``r``-th contiguous slice of every global batch (``B / W``
+  images; a short last batch of ``n`` images is split as evenly as possible, the first ``n mod W``
+  ranks taking one more; a rank whose slice is empty still takes part in every collective).
+* **the same loss as one process**: the terms of rank ``r`` are sums over *its* images, divided by
+  the *global* counts (:class:`BatchShard`, ``lcam_loss(..., batch=B)``)::
+
+      CE_r = sum over its images of -log softmax(u)_y / B
+      AV_r = sum over its rows i of S of (s + 0.0005) ** 0.3 / (B * J * P * Q)
+      TV_r = (the TV sums of its rows of S) / (2 * B)
+      keep_r = (its masked inputs still classified as y) / B
+
+  so that they add up over the ranks to the one-process terms of the whole batch.  With
+  ``loss_maps="batch"`` the rank all-gathers the batch's model-truth labels (``J = B``): its rows
+  are ``S[i, j] = sigma(L^(y_j))(A_i)`` for its images ``i`` and *every* label ``y_j`` of the batch,
+  its own masks ``S[i, start + i]``.  ``DistributedDataParallel`` around the attention averages
+  the ranks' gradients (divides their sum by ``W``), so each rank backpropagates ``W x loss_r``:
+  the gradient every rank applies is the sum of the ranks' gradients, the gradient of the whole
+  batch's loss, equal to one process's up to float rounding (tested: 2 CPU processes against one).
+* **rank 0**: shows the progress bar, logs, and alone writes ``OUT.partial`` and ``OUT``; on a
+  start it alone reads ``OUT.partial`` and broadcasts it, so every rank resumes from the same
+  state (across nodes keep ``OUT`` on a shared file system: after a restart rank 0 may run on
+  another node).  The per-epoch history (loss, ce, area, tv, keep) is all-reduced: every rank
+  returns, and rank 0 logs and saves, the global means, equal to one process's up to rounding.
+
+Launch on one node with several GPUs (one process per GPU)::
+
+    torchrun --standalone --nproc_per_node 8 -m lib.train_lcam --model resnet50 --variant img \
+        --train-dir train --data-dir /path/to/ILSVRC2012 --device cuda --amp --out lcam-img.pt
+
+On several nodes with SLURM (one ``torchrun`` per node, started by ``srun``; the first node hosts
+the rendezvous)::
+
+    srun --nodes 2 --ntasks 2 --ntasks-per-node 1 torchrun --nnodes 2 --nproc_per_node 4 \
+        --rdzv_backend c10d --rdzv_id $SLURM_JOB_ID \
+        --rdzv_endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1):29500 \
+        -m lib.train_lcam ... --device cuda --out lcam-img.pt
+
+The pipeline does either (rule ``train_lcam``, ``notebook02: train_gpus`` and ``train_nodes``,
+``profiles/slurm/config.yaml``).
+
 Command line::
 
     python -m lib.train_lcam --model efficientnet_lite0 --variant img --epochs 3 --images 0 \
@@ -84,14 +144,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
@@ -99,6 +163,8 @@ from tqdm.auto import tqdm
 
 from .process import finish
 from .cams.activation import forward_activations
+from .cams.hooks import capture_layer
+from .cams.targets import resolve_targets
 from .cams.lcam import (
     LCAMAttention,
     check_gap_linear_head,
@@ -112,6 +178,8 @@ from .checkpoints import atomic_save
 __all__ = [
     "LCAMConfig",
     "AugmentedFolder",
+    "BatchShard",
+    "distributed",
     "area_loss",
     "tv_loss",
     "lcam_loss",
@@ -197,75 +265,153 @@ def _as_4d(masks: torch.Tensor) -> torch.Tensor:
     return masks
 
 
-def area_loss(masks: torch.Tensor) -> torch.Tensor:
-    """AV (Eq. 7 with the authors' offset): ``mean((s + 0.0005) ** 0.3)`` over every cell of every map."""
-    return (masks + AREA_OFFSET).pow(AREA_POWER).mean()
+def area_loss(masks: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    """AV (Eq. 7 with the authors' offset): ``mean((s + 0.0005) ** 0.3)`` over every cell of every map.
+
+    ``batch``: a shard of a data-parallel batch of ``batch`` images passes it; the sum over the
+    shard's cells is then divided by the whole batch's cell count ``batch * J * P * Q``.
+    """
+    if batch is None:
+        return (masks + AREA_OFFSET).pow(AREA_POWER).mean()
+    m = _as_4d(masks)
+    return (m + AREA_OFFSET).pow(AREA_POWER).sum() / (batch * math.prod(m.shape[1:]))
 
 
-def tv_loss(masks: torch.Tensor) -> torch.Tensor:
+def tv_loss(masks: torch.Tensor, batch: int | None = None) -> torch.Tensor:
     """TV (Eq. 8 + the authors' border term and normalisation) of ``[B, P, Q]`` or ``[B, J, P, Q]`` maps.
 
-    ``(sum dP**2 + sum dQ**2 + 0.3 * sum(first/last row and column)**2) / (2 * B)``, ``B = masks.shape[0]``.
+    ``(sum dP**2 + sum dQ**2 + 0.3 * sum(first/last row and column)**2) / (2 * B)``, ``B = masks.shape[0]``
+    (``batch`` when given: a shard of a data-parallel batch divides by the whole batch's ``2 B``).
     """
     m = _as_4d(masks)
     dp = (m[:, :, 1:, :] - m[:, :, :-1, :]).pow(TV_POWER).sum()
     dq = (m[:, :, :, 1:] - m[:, :, :, :-1]).pow(TV_POWER).sum()
     border = (m[:, :, 0, :].pow(TV_POWER).sum() + m[:, :, -1, :].pow(TV_POWER).sum()
               + m[:, :, :, 0].pow(TV_POWER).sum() + m[:, :, :, -1].pow(TV_POWER).sum())
-    return (dp + dq + TV_BORDER * border) / (TV_POWER * m.shape[0])
+    return (dp + dq + TV_BORDER * border) / (TV_POWER * (m.shape[0] if batch is None else batch))
 
 
 def lcam_loss(logits: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor,
-              ce_only: bool = False) -> dict[str, torch.Tensor]:
+              ce_only: bool = False, batch: int | None = None) -> dict[str, torch.Tensor]:
     """Eq. 6: ``{"loss", "ce", "area", "tv"}`` (unweighted terms and the weighted total) as device scalars.
 
     ``logits [B, R]`` of the masked input, ``targets [B]`` the model-truth labels, ``masks`` the
     sigmoid maps the AV/TV terms see (``[B, P, Q]`` or ``[B, J, P, Q]``, see :func:`loss_maps`).
     ``loss = 1.5 ce + 2 area + 0.01 tv``, or ``ce`` alone with ``ce_only`` (L-CAM*).
+
+    ``batch``: these are one shard of a data-parallel batch of ``batch`` images (module docstring,
+    "Data-parallel training"); every term is the shard's sum divided by the whole batch's count, so
+    that the shards' terms add up to the batch's.
     """
-    ce = F.cross_entropy(logits.float(), targets)
-    area = area_loss(masks)
-    tv = tv_loss(masks)
+    if batch is None:
+        ce = F.cross_entropy(logits.float(), targets)
+    else:
+        ce = F.cross_entropy(logits.float(), targets, reduction="sum") / batch
+    area = area_loss(masks, batch)
+    tv = tv_loss(masks, batch)
     total = ce if ce_only else CE_WEIGHT * ce + AREA_WEIGHT * area + TV_WEIGHT * tv
     return {"loss": total, "ce": ce, "area": area, "tv": tv}
 
 
+@dataclass(frozen=True)
+class BatchShard:
+    """This process's part of a global batch in data-parallel training (module docstring).
+
+    ``sizes[r]``: the images of rank ``r`` in the batch (contiguous slices in rank order); this
+    process is rank ``rank`` and holds images ``start .. start + sizes[rank]`` of the batch.
+    ``gather(targets)``: the whole batch's model-truth labels ``[B]`` from this shard's
+    ``[sizes[rank]]`` (default: an all-gather over the process group; a function returning the
+    same tensor simulates the group in one process).
+    """
+
+    sizes: tuple[int, ...]
+    rank: int
+    gather: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def batch(self) -> int:
+        """``B``, the images of the whole batch."""
+        return sum(self.sizes)
+
+    @property
+    def start(self) -> int:
+        """The index of this shard's first image in the batch."""
+        return sum(self.sizes[: self.rank])
+
+    def batch_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """All ranks' labels in batch order (an all-gather of the shards, padded to the largest)."""
+        if targets.shape[0] != self.sizes[self.rank]:
+            raise ValueError(f"rank {self.rank} holds {self.sizes[self.rank]} images of the batch, got "
+                             f"{targets.shape[0]} targets.")
+        if self.gather is not None:
+            return self.gather(targets)
+        padded = targets.new_zeros(max(self.sizes))
+        padded[: targets.shape[0]] = targets
+        parts = [torch.empty_like(padded) for _ in self.sizes]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, self.sizes)])
+
+
 def loss_maps(attention: LCAMAttention, features: torch.Tensor, targets: torch.Tensor,
-              mode: str = "batch") -> tuple[torch.Tensor, torch.Tensor]:
+              mode: str = "batch", shard: BatchShard | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image's own mask ``[B, P, Q]`` and the maps the loss sees ``[B, J, P, Q]`` (all sigmoid).
 
     ``"own"``: ``J = 1``, ``S[i, 0] = sigma(L^(y_i))(A_i)``.  ``"batch"`` (authors' code):
     ``J = B``, ``S[i, j] = sigma(L^(y_j))(A_i)``; the own masks are its diagonal.
+
+    ``shard``: ``features`` and ``targets`` are this rank's images of a data-parallel batch; with
+    ``"batch"`` the labels ``y_j`` are the whole batch's (:meth:`BatchShard.batch_targets`), so the
+    rows are ``[b, B, P, Q]`` and image ``i``'s own mask is ``S[i, start + i]``.  ``attention`` may be
+    wrapped in ``DistributedDataParallel`` (it is called, not its methods).
     """
     if mode not in LOSS_MAPS:
         raise ValueError(f"Unknown loss_maps {mode!r}. Fix: use 'batch' or 'own'.")
     if mode == "own":
-        maps = torch.sigmoid(attention.class_logits(features, targets[:, None]))
+        maps = attention(features, targets[:, None])
         return maps[:, 0], maps
-    maps = torch.sigmoid(attention.class_logits(features, targets))  # the batch's labels for every image
-    own = maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # [B, P, Q]: S[i, i]
-    return own, maps
+    if shard is None:
+        maps = attention(features, targets)  # the batch's labels for every image
+        own = maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # [B, P, Q]: S[i, i]
+        return own, maps
+    maps = attention(features, shard.batch_targets(targets))  # [b, B, P, Q]: the whole batch's labels
+    rows = torch.arange(features.shape[0], device=maps.device)
+    return maps[rows, shard.start + rows], maps
 
 
 def lcam_step(model: nn.Module, attention: LCAMAttention, images: torch.Tensor, config: LCAMConfig,
-              target_layer: str | nn.Module | None = None, fc: nn.Linear | None = None) -> dict[str, torch.Tensor]:
+              target_layer: str | nn.Module | None = None, fc: nn.Linear | None = None, *,
+              shard: BatchShard | None = None, amp: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Forward of one training step (no optimiser step): the loss terms plus ``"keep"``.
 
     ``keep`` is the fraction of images whose masked input is still classified as ``y`` (detached).
     ``fc``: the head's linear layer when the head is GAP + linear (L-CAM-Fm then uses the closed
-    form and runs the backbone once); ``None`` uses the forward hook.
+    form and runs the backbone once); ``None`` uses the forward hook.  ``shard``: ``images`` are
+    this rank's part of a data-parallel batch (possibly none of it): the terms are its shares of
+    the batch's (:func:`lcam_loss` with ``batch``).  ``amp``: ``torch.bfloat16`` or
+    ``torch.float16`` runs the classifier under CUDA autocast; the loss stays float32.
     """
-    features, targets = _clean_pass(model, images, target_layer, None)
-    own, maps = loss_maps(attention, features, targets, config.loss_maps)
-    logits = _masked_logits(model, images, own, features, config.variant, target_layer, fc)
-    terms = lcam_loss(logits, targets, maps, config.ce_only)
-    terms["keep"] = (logits.detach().argmax(1) == targets).float().mean()
+    b = images.shape[0]
+    if b:
+        features, targets = _clean_pass(model, images, target_layer, None, amp)
+    else:  # an empty shard (a short last batch): no classifier pass, but every collective
+        features, targets = _no_features(attention, images)
+    own, maps = loss_maps(attention, features, targets, config.loss_maps, shard)
+    if b:
+        logits = _masked_logits(model, images, own, features, config.variant, target_layer, fc, amp)
+    else:
+        logits = own.new_zeros(0, _module(attention).num_classes)
+    terms = lcam_loss(logits, targets, maps, config.ce_only, None if shard is None else shard.batch)
+    hits = (logits.detach().argmax(1) == targets).float()
+    terms["keep"] = hits.mean() if shard is None else hits.sum() / shard.batch
+    if not b:  # + 0 that reaches the attention: DistributedDataParallel all-reduces on every rank
+        terms["loss"] = terms["loss"] + own.sum()
     return terms
 
 
 def lcam_backward(model: nn.Module, attention: LCAMAttention, images: torch.Tensor, config: LCAMConfig,
                   target_layer: str | nn.Module | None = None, fc: nn.Linear | None = None,
-                  chunk: int | None = None) -> dict[str, torch.Tensor]:
+                  chunk: int | None = None, *, shard: BatchShard | None = None, amp: torch.dtype | None = None,
+                  grad_scale: float = 1.0) -> dict[str, torch.Tensor]:
     """Forward and backward of one training step: gradients land in ``attention``; returns detached terms.
 
     The same loss and gradients as ``lcam_step(...)["loss"].backward()`` (tested), but the
@@ -275,52 +421,88 @@ def lcam_backward(model: nn.Module, attention: LCAMAttention, images: torch.Tens
     from the masks and the AV/TV terms into the attention.  The batch of the optimiser step, and
     so the training, stays ``config.batch_size``; smaller chunks only run faster on CPUs, where
     large batches fall out of cache (Lite0 forward: 71 images/s at batch 4, 39 at batch 32).
+
+    ``shard``, ``amp``: as :func:`lcam_step`.  ``grad_scale``: the backward is of ``grad_scale x
+    loss`` (the returned terms are not scaled): the world size under ``DistributedDataParallel``,
+    times the loss scale of float16 autocast.
     """
     b = images.shape[0]
+    n = b if shard is None else shard.batch  # the images the terms are normalised by
     if chunk is None or chunk >= b:
-        terms = lcam_step(model, attention, images, config, target_layer, fc)
-        terms["loss"].backward()
+        terms = lcam_step(model, attention, images, config, target_layer, fc, shard=shard, amp=amp)
+        (terms["loss"] if grad_scale == 1 else terms["loss"] * grad_scale).backward()
         return {k: v.detach() for k, v in terms.items()}
-    features, targets = _clean_pass(model, images, target_layer, chunk)
-    own, maps = loss_maps(attention, features, targets, config.loss_maps)
+    features, targets = _clean_pass(model, images, target_layer, chunk, amp)
+    own, maps = loss_maps(attention, features, targets, config.loss_maps, shard)
     leaf = own.detach().requires_grad_(True)
     ce_weight = 1.0 if config.ce_only else CE_WEIGHT
     ce_sum = torch.zeros((), device=images.device)
     kept = torch.zeros((), device=images.device)
     for start in range(0, b, chunk):
         part = slice(start, start + chunk)
-        logits = _masked_logits(model, images[part], leaf[part], features[part], config.variant, target_layer, fc)
+        logits = _masked_logits(model, images[part], leaf[part], features[part], config.variant, target_layer, fc,
+                                amp)
         ce = F.cross_entropy(logits.float(), targets[part], reduction="sum")
-        (ce * (ce_weight / b)).backward()
+        (ce * (ce_weight * grad_scale / n)).backward()
         ce_sum += ce.detach()
         kept += (logits.detach().argmax(1) == targets[part]).sum()
-    area, tv = area_loss(maps), tv_loss(maps)
-    ce = ce_sum / b
+    batch = None if shard is None else n
+    area, tv = area_loss(maps, batch), tv_loss(maps, batch)
+    ce = ce_sum / n
     if config.ce_only:
         torch.autograd.backward([own], [leaf.grad])
         total = ce
     else:
         regulariser = AREA_WEIGHT * area + TV_WEIGHT * tv
-        torch.autograd.backward([own, regulariser], [leaf.grad, None])
+        seed = None if grad_scale == 1 else torch.full_like(regulariser, grad_scale)
+        torch.autograd.backward([own, regulariser], [leaf.grad, seed])
         total = ce_weight * ce + regulariser.detach()
-    return {"loss": total, "ce": ce, "area": area.detach(), "tv": tv.detach(), "keep": kept / b}
+    return {"loss": total, "ce": ce, "area": area.detach(), "tv": tv.detach(), "keep": kept / n}
 
 
-def _clean_pass(model, images, target_layer, chunk) -> tuple[torch.Tensor, torch.Tensor]:
-    """Feature maps ``A`` and model-truth labels ``y`` of the unmasked images (no gradients)."""
+def _module(attention: nn.Module) -> LCAMAttention:
+    """The attention itself, also inside a ``DistributedDataParallel`` wrapper."""
+    return attention.module if isinstance(attention, DistributedDataParallel) else attention
+
+
+def _autocast(device: torch.device, amp: torch.dtype | None):
+    return contextlib.nullcontext() if amp is None else torch.autocast(device.type, dtype=amp)
+
+
+def _no_features(attention, images) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature maps and labels of no image (``[0, K, 1, 1]``, ``[0]``): an empty shard's."""
+    return (images.new_zeros(0, _module(attention).channels, 1, 1),
+            torch.zeros(0, dtype=torch.long, device=images.device))
+
+
+def _clean_pass(model, images, target_layer, chunk, amp=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature maps ``A`` and model-truth labels ``y`` of the unmasked images (no gradients; float32)."""
     parts = images.split(chunk) if chunk else [images]
-    outputs = [forward_activations(model, part, "predicted", target_layer) for part in parts]
+    outputs = [_features(model, part, target_layer, amp) for part in parts]
     features = torch.cat([o[0] for o in outputs]) if len(outputs) > 1 else outputs[0][0]
     targets = torch.cat([o[2][:, 0] for o in outputs])
     return features, targets
 
 
-def _masked_logits(model, images, own, features, variant, target_layer, fc) -> torch.Tensor:
-    if variant == "img":
-        return lcam_img_logits(model, images, own)
-    if fc is not None:
-        return gap_linear_logits(features, own, fc)
-    return lcam_fm_logits(model, images, own, target_layer)
+def _features(model, images, target_layer, amp):
+    if amp is None:
+        return forward_activations(model, images, "predicted", target_layer)
+    if amp == torch.bfloat16:
+        return forward_activations(model, images, "predicted", target_layer, "bf16")
+    # float16: forward_activations' bf16 autocast, in float16 (its own region would switch an outer one off)
+    with capture_layer(model, target_layer, with_grad=True) as cap, torch.no_grad(), _autocast(images.device, amp):
+        logits = model(images).float()
+        activations = cap.require().detach().float()
+    return activations, logits, resolve_targets(logits, "predicted")
+
+
+def _masked_logits(model, images, own, features, variant, target_layer, fc, amp=None) -> torch.Tensor:
+    with _autocast(images.device, amp):
+        if variant == "img":
+            return lcam_img_logits(model, images, own)
+        if fc is not None:
+            return gap_linear_logits(features, own, fc)
+        return lcam_fm_logits(model, images, own, target_layer)
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -434,8 +616,9 @@ def _fm_head(model: nn.Module, config: LCAMConfig, target_layer) -> nn.Linear | 
         return None
 
 
-def _checkpoint(attention, optimizer, config, epoch, history, target_layer) -> dict:
-    return {
+def _checkpoint(attention, optimizer, config, epoch, history, target_layer, scaler=None, world=1,
+                amp=None) -> dict:
+    state = {
         "state_dict": attention.state_dict(),
         "optimizer": optimizer.state_dict(),
         "channels": attention.channels,
@@ -445,28 +628,76 @@ def _checkpoint(attention, optimizer, config, epoch, history, target_layer) -> d
         "config": asdict(config),
         "epoch": epoch,
         "history": history,
+        "world_size": world,  # how it was trained (not part of the configuration: float rounding only)
+        "amp": None if amp is None else str(amp).removeprefix("torch."),
     }
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
+    return state
 
 
-def _resume(partial: Path | None, attention, optimizer, config, device) -> tuple[list[dict], int]:
+def _read_partial(partial: Path | None, config: LCAMConfig, device) -> dict | None:
     if partial is None or not partial.exists():
-        return [], 0
+        return None
     state = torch.load(partial, map_location=device, weights_only=False)
     if state.get("config") != asdict(config):
         log.warning("Ignoring %s: it was written with another configuration (%s, not %s)", partial,
                     state.get("config"), asdict(config))
+        return None
+    return state
+
+
+def _resume(partial: Path | None, attention, optimizer, config, device, scaler=None, rank=0, world=1
+            ) -> tuple[list[dict], int]:
+    """The history and epoch to continue from, with the attention and optimizer (and loss scaler) loaded.
+
+    Data-parallel: rank 0 reads ``partial`` and broadcasts it, so every rank resumes from the same state."""
+    if world == 1:
+        state = _read_partial(partial, config, device)
+    else:
+        box = [_read_partial(partial, config, "cpu") if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
+        state = box[0]
+    if state is None:
         return [], 0
     attention.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
-    log.info("Resuming %s training from %s (epoch %d of %d)", config.method, partial, state["epoch"], config.epochs)
+    if scaler is not None and scaler.is_enabled() and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    if rank == 0:
+        log.info("Resuming %s training from %s (epoch %d of %d)", config.method, partial, state["epoch"],
+                 config.epochs)
     return state["history"], int(state["epoch"])
+
+
+def _rank_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (``(0, 1)`` without a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _amp_dtype(amp: bool | str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` on ``device``: ``None`` (float32) off CUDA or when off."""
+    if amp in (None, False, "off"):
+        return None
+    if amp not in (True, "auto", "bf16", "fp16"):
+        raise ValueError(f"Unknown amp {amp!r}. Fix: False/'off', True/'auto' (bf16 where the GPU has it, else "
+                         "fp16), 'bf16' or 'fp16'.")
+    if device.type != "cuda":
+        log.info("amp=%r is for CUDA: training in float32 on %s", amp, device)
+        return None
+    if amp == "fp16" or (amp in (True, "auto") and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
 
 
 # --- training --------------------------------------------------------------------------------------
 
 def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | None = None, *,
                target_layer: str | nn.Module | None = None, progress: bool = True, workers: int = 0,
-               chunk: int | None = None, until_epoch: int | None = None) -> tuple[LCAMAttention, list[dict]]:
+               chunk: int | None = None, until_epoch: int | None = None, amp: bool | str = False
+               ) -> tuple[LCAMAttention, list[dict]]:
     """Train L-CAM's attention on ``dataset`` (an :class:`lib.data.ImageFolder`); return it and the history.
 
     Args:
@@ -485,6 +716,12 @@ def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | 
             images; only float rounding depends on ``chunk``, so resume with the same value.
         until_epoch: stop after this epoch (absolute, ``<= config.epochs``) leaving ``out.partial``
             to resume from; for time-limited jobs and tests.
+        amp: mixed precision of the classifier's passes on CUDA (module docstring): ``False``/``"off"``,
+            ``True``/``"auto"``, ``"bf16"`` or ``"fp16"``; ignored on the CPU.
+
+    Data-parallel when a process group of several processes exists (module docstring, "Data-parallel
+    training"): call it on every rank with the same arguments (the model on this rank's device);
+    every rank returns the same attention and the global history.
 
     History rows: ``epoch``, ``lr`` (weights; bias 2x), ``loss``, ``ce``, ``area``, ``tv``,
     ``keep`` (fraction of masked inputs still classified as ``y``), all means over the epoch's
@@ -493,17 +730,31 @@ def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | 
     name = getattr(model, "name", config.model)
     if name != config.model:
         raise ValueError(f"config.model is {config.model!r} but the classifier is {name!r}. Fix: LCAMConfig(model={name!r}, ...).")
+    rank, world = _rank_world()
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not a multiple of the {world} processes: the batch of "
+                         f"an optimiser step is split evenly between them. Fix: a batch size divisible by {world}, "
+                         "or another number of processes.")
     stop = config.epochs if until_epoch is None else min(int(until_epoch), config.epochs)
     device = next(model.parameters()).device
+    amp_dtype = _amp_dtype(amp, device)
     layer = target_layer if target_layer is not None else getattr(model, "target_layer", None)
     preprocess = model.preprocess
     data = AugmentedFolder(dataset, preprocess.resize, preprocess.crop, preprocess.interpolation)
     partial = Path(str(out) + ".partial") if out is not None else None
+    writer = rank == 0  # only rank 0 logs and writes checkpoints
     with frozen(model):
         attention = make_attention(model, config, layer)
         optimizer = make_optimizer(attention, config)
+        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         fc = _fm_head(model, config, layer)
-        history, start = _resume(partial, attention, optimizer, config, device)
+        history, start = _resume(partial, attention, optimizer, config, device, scaler, rank, world)
+        net = attention
+        if world > 1:
+            net = DistributedDataParallel(attention, device_ids=[device] if device.type == "cuda" else None)
+            if writer:
+                log.info("%s: data-parallel over %d processes, %d images each per batch of %d", config.method,
+                         world, config.batch_size // world, config.batch_size)
         generator = torch.Generator().manual_seed(config.seed)
         for epoch in range(stop):
             order = torch.randperm(len(data), generator=generator)  # drawn every epoch: resume-safe
@@ -512,43 +763,81 @@ def train_lcam(model: nn.Module, dataset, config: LCAMConfig, out: str | Path | 
                 continue
             data.set_params(params)
             lr = _set_epoch_lr(optimizer, config, epoch)
-            row = _train_epoch(model, attention, optimizer, data, order, config, layer, fc, workers, chunk, device,
-                               desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", progress=progress)
+            row = _train_epoch(model, net, optimizer, data, order, config, layer, fc, workers, chunk, device,
+                               desc=f"{config.method} epoch {epoch + 1}/{config.epochs}", progress=progress,
+                               rank=rank, world=world, amp=amp_dtype, scaler=scaler)
             history.append({"epoch": epoch + 1, "lr": lr, **row})
-            log.info("%s epoch %d/%d: loss %.4f ce %.4f area %.4f tv %.4f keep %.3f (%.1f images/s)", config.method,
-                     epoch + 1, config.epochs, row["loss"], row["ce"], row["area"], row["tv"], row["keep"],
-                     row["images"] / max(row["seconds"], 1e-9))
-            if partial is not None:
-                atomic_save(_checkpoint(attention, optimizer, config, epoch + 1, history, layer), partial)
+            if writer:
+                log.info("%s epoch %d/%d: loss %.4f ce %.4f area %.4f tv %.4f keep %.3f (%.1f images/s)",
+                         config.method, epoch + 1, config.epochs, row["loss"], row["ce"], row["area"], row["tv"],
+                         row["keep"], row["images"] / max(row["seconds"], 1e-9))
+            if partial is not None and writer:
+                atomic_save(_checkpoint(attention, optimizer, config, epoch + 1, history, layer, scaler, world,
+                                        amp_dtype), partial)
+        del net
     attention.eval()
-    if out is not None and stop == config.epochs:
-        atomic_save(_checkpoint(attention, optimizer, config, config.epochs, history, layer), Path(out))
+    if out is not None and stop == config.epochs and writer:
+        atomic_save(_checkpoint(attention, optimizer, config, config.epochs, history, layer, scaler, world, amp_dtype),
+                    Path(out))
         if partial is not None and partial.exists():
             partial.unlink()
+    if world > 1:
+        dist.barrier()  # OUT (or OUT.partial) is written when any rank returns
     return attention, history
 
 
+def _shard_sizes(n: int, world: int) -> tuple[int, ...]:
+    """Images of each rank in a batch of ``n``: as even as possible, the first ``n % world`` ranks one more."""
+    return tuple(n // world + (r < n % world) for r in range(world))
+
+
 def _train_epoch(model, attention, optimizer, data, order, config, layer, fc, workers, chunk, device, desc,
-                 progress) -> dict:
+                 progress, *, rank=0, world=1, amp=None, scaler=None) -> dict:
     batches = [order[i : i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
-    loader = DataLoader(data, batch_sampler=batches, num_workers=workers, pin_memory=device.type == "cuda")
+    sizes = [_shard_sizes(len(batch), world) for batch in batches]
+    mine = [batch[sum(s[:rank]) : sum(s[: rank + 1])] for batch, s in zip(batches, sizes)]  # this rank's shards
+    loader = DataLoader(data, batch_sampler=[m for m in mine if m], num_workers=workers,
+                        pin_memory=device.type == "cuda")
+    loaded = iter(loader)
     keys = ("loss", "ce", "area", "tv", "keep")
     sums = {k: torch.zeros((), device=device) for k in keys}
     start = time.perf_counter()
-    attention.train()
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress)
-    for step, images in enumerate(bar):
-        images = images.to(device, non_blocking=True)
+    _module(attention).train()
+    bar = tqdm(total=len(batches), desc=desc, unit="batch", disable=not (progress and rank == 0))
+    for step, (shard_sizes, part) in enumerate(zip(sizes, mine)):
+        if part:
+            images = next(loaded).to(device, non_blocking=True)
+        else:  # an empty shard of a short last batch
+            images = torch.zeros(0, 3, data.crop, data.crop, device=device)
+        shard = None if world == 1 else BatchShard(shard_sizes, rank)
         optimizer.zero_grad(set_to_none=True)
-        terms = lcam_backward(model, attention, images, config, layer, fc, chunk)
-        optimizer.step()
+        grad_scale = float(world)  # DistributedDataParallel divides the summed gradients by the world size
+        if scaler is not None:
+            scaler.scale(torch.ones((), device=device))  # creates the scale on the first step
+            grad_scale *= scaler.get_scale()
+        terms = lcam_backward(model, attention, images, config, layer, fc, chunk, shard=shard, amp=amp,
+                              grad_scale=grad_scale)
+        if scaler is not None:
+            scaler.step(optimizer)  # unscales; skips the step when a gradient overflowed (on every rank alike)
+            scaler.update()
+        else:
+            optimizer.step()
+        count = len(images) if shard is None else shard.batch  # the terms are means over `count` images
         for k in keys:
-            sums[k] += terms[k] * len(images)
-        if step % LOG_EVERY == 0:  # reading values waits for the device: not every step
-            bar.set_postfix({k: f"{float(terms[k]):.3f}" for k in keys})
-    attention.eval()
+            sums[k] += terms[k] * count
+        bar.update(1)
+        if progress and step % LOG_EVERY == 0:  # reading values waits for the device: not every step
+            shown = torch.stack([terms[k] for k in keys])
+            if world > 1:
+                dist.all_reduce(shown)  # the batch's terms (every rank takes part)
+            bar.set_postfix({k: f"{float(v):.3f}" for k, v in zip(keys, shown)})
+    bar.close()
+    _module(attention).eval()
+    totals = torch.stack([sums[k] for k in keys])
+    if world > 1:
+        dist.all_reduce(totals)  # the ranks' sums: the epoch's over every image
     n = len(order)
-    row = {k: float(v) / n for k, v in sums.items()}
+    row = {k: float(v) / n for k, v in zip(keys, totals)}
     return {**row, "images": n, "seconds": time.perf_counter() - start}
 
 
@@ -567,6 +856,33 @@ def load_lcam(path: str | Path, device: str | torch.device = "cpu") -> tuple[LCA
     attention = LCAMAttention(state["channels"], state["num_classes"])
     attention.load_state_dict(state["state_dict"])
     return attention.to(device).eval(), state
+
+
+@contextlib.contextmanager
+def distributed(device: torch.device) -> Iterator[torch.device]:
+    """The process group of a ``torchrun`` launch for the block; yields this rank's device.
+
+    Started when torchrun's environment says ``WORLD_SIZE > 1`` (``RANK``, ``LOCAL_RANK``,
+    ``MASTER_ADDR``/``MASTER_PORT`` come with it): backend ``"nccl"`` with ``cuda:LOCAL_RANK`` made
+    the current device when ``device`` is CUDA, ``"gloo"`` on the CPU; destroyed on exit.  Without
+    that environment, or inside a group started elsewhere, it does nothing and yields ``device``.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or (dist.is_available() and dist.is_initialized()):
+        yield device
+        return
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"Local rank {local} but this node has {torch.cuda.device_count()} CUDA device(s). Fix: "
+                             f"torchrun --nproc_per_node {torch.cuda.device_count()} (one process per GPU).")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -598,23 +914,28 @@ def main(argv: list[str] | None = None) -> None:
                              "always the whole batch). The batch and the training stay --batch-size: only float "
                              "rounding and the peak memory change (lib.allocator: fresh memory is slow on VMs)")
     parser.add_argument("--until-epoch", type=int, default=None, help="stop after this epoch; rerun to resume")
+    parser.add_argument("--amp", nargs="?", const="auto", default="off", choices=("off", "auto", "bf16", "fp16"),
+                        help="CUDA mixed precision of the classifier's passes (--amp: bf16 where the GPU has it, "
+                             "else fp16); the loss stays float32; ignored on a CPU")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     if args.cpu_chunk < 0:
         raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun: only rank 0 logs progress
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = LCAMConfig(args.model, args.variant, args.ce_only, args.epochs, args.batch_size, args.lr, args.lr_decay,
                         args.momentum, args.weight_decay, args.seed, args.images, args.init, args.loss_maps)
-    device = resolve_device(args.device)
-    workers = args.workers if args.workers >= 0 else (8 if device.type == "cuda" else 0)
-    model = load_model(args.model, device=device)
-    root = split_dir(args.train_dir, args.data_dir or None)
-    full = ImageFolder(root, model.preprocess)
-    dataset = ImageFolder(root, model.preprocess, ids=seeded_subset(full.ids, args.images, args.seed))
-    log.info("Training %s on %d images of %s (%s, %s)", config.method, len(dataset), root, args.model, device)
-    chunk = args.cpu_chunk if device.type == "cpu" and args.cpu_chunk else None
-    _, history = train_lcam(model, dataset, config, out=args.out, workers=workers, chunk=chunk,
-                            until_epoch=args.until_epoch)
+    with distributed(resolve_device(args.device)) as device:
+        workers = args.workers if args.workers >= 0 else (8 if device.type == "cuda" else 0)
+        model = load_model(args.model, device=device)
+        root = split_dir(args.train_dir, args.data_dir or None)
+        full = ImageFolder(root, model.preprocess)
+        dataset = ImageFolder(root, model.preprocess, ids=seeded_subset(full.ids, args.images, args.seed))
+        log.info("Training %s on %d images of %s (%s, %s)", config.method, len(dataset), root, args.model, device)
+        chunk = args.cpu_chunk if device.type == "cpu" and args.cpu_chunk else None
+        _, history = train_lcam(model, dataset, config, out=args.out, workers=workers, chunk=chunk,
+                                until_epoch=args.until_epoch, amp=args.amp)
     for row in history:
         log.info("epoch %(epoch)d: loss %(loss).4f ce %(ce).4f area %(area).4f tv %(tv).4f keep %(keep).3f", row)
 

@@ -5,6 +5,7 @@ search and the figures written in every run, and the rendered conclusions."""
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,10 +44,11 @@ def images(n: int = 4, seed: int = 1) -> torch.Tensor:
     return torch.rand((n, 3, 8, 8), generator=torch.Generator().manual_seed(seed))
 
 
-def moved_frame(trained: dict[str, bool]) -> pd.DataFrame:
-    return pd.DataFrame([{"method": m, "weight_change": 0.1 if t else 1e-6, "bias_change": 0.0,
-                          "map_change": 0.1 if t else 1e-6, "threshold": ex.UNTRAINED_BELOW, "trained": t,
-                          "label": m if t else f"{m} (untrained: = CAM start)"} for m, t in trained.items()])
+def moved_frame(trained: dict[str, bool], seeds=(0,)) -> pd.DataFrame:
+    return pd.DataFrame([{"method": m, "seed": s, "weight_change": 0.1 if t else 1e-6, "bias_change": 0.0,
+                          "map_change": 0.1 if t else 1e-6, "map_mad": 0.05 if t else 0.0,
+                          "threshold": ex.UNTRAINED_BELOW, "trained": t,
+                          "label": m if t else f"{m} (untrained: = CAM start)"} for s in seeds for m, t in trained.items()])
 
 
 def per_image(n: int, shift: dict[str, float] | None = None, seed: int = 0, noise: float = 0.0) -> pd.DataFrame:
@@ -221,10 +223,67 @@ def test_conclusions_say_why_the_lcam_claims_are_not_computed():
                          "low": [0.7], "high": [0.9], "n": [12], "note": [""]})
     errors = pd.DataFrame({"group": ["related classes"] * 3, "spearman": [0.9, 0.8, 0.7]})
     text = ex.conclusions_markdown(moved_frame({m: False for m in ex.VARIANTS}), claims, diffs, fig4, errors, 12, 1)
-    assert "Why 2 L-CAM claims are `not computed`" in text and "4 of 4 attentions are untrained" in text
+    assert "Why 2 L-CAM claims are `not computed`" in text and "4 of 4 untrained" in text
     assert "AD100 +1.0" in text and "(resolved)" in text
     trained = ex.conclusions_markdown(moved_frame({m: True for m in ex.VARIANTS}), claims, diffs, fig4, errors, 12, 1)
-    assert "Every attention moved beyond the threshold" in trained and "0 of 4 attentions are untrained" in trained
+    assert "not computed" not in trained and "0 of 4 untrained" in trained
+
+
+def with_seeds(frame: pd.DataFrame, seeds=(1, 2), shift=1.0) -> pd.DataFrame:
+    """The trained methods' rows again under each other seed's label, their drop shifted by seed * shift."""
+    trained = frame[frame.method.isin(ex.VARIANTS)]
+    extra = [trained.assign(method=trained.method.map(lambda m: ex.seed_label(m, s, 0)), drop=trained["drop"] + s * shift)
+             for s in seeds]
+    return pd.concat([frame, *extra], ignore_index=True)
+
+
+def test_seed_labels_keys_and_primary_rows():
+    assert ex.seed_label("L-CAM-Fm", 0, 0) == "L-CAM-Fm" and ex.seed_label("L-CAM-Fm", 2, 0) == "L-CAM-Fm (seed 2)"
+    assert ex.base_name("L-CAM-Fm* (seed 2)") == "L-CAM-Fm*" and ex.label_seed("L-CAM-Fm* (seed 2)", 0) == 2
+    assert ex.label_seed("L-CAM-Img", 5) == 5
+    assert ex.shared_key("L-CAM-Img* (seed 1)") == "lcam-img-ce-s1" and ex.shared_key("Grad-CAM") == "gradcam"
+    assert ex.checkpoint_name("m", "fm", True, 2) == "lcam_m_fm_ce_s2.pt"
+    frame = with_seeds(per_image(4))
+    assert set(ex.primary_rows(frame).method) == set(ex.METHODS)
+
+
+def test_seed_spread_is_the_range_of_the_seeds_means():
+    spread = ex.seed_spread(with_seeds(per_image(12), shift=0.5), [0, 1, 2])
+    row = spread[(spread.method == "L-CAM-Img") & (spread.column == "AD100")].iloc[0]
+    assert row.seeds == 3 and row.n == 12 and row.spread == pytest.approx(1.0)
+    assert row.seed_max - row.seed_min == pytest.approx(1.0) and len(row.seed_means.split(" / ")) == 3
+    ic = spread[(spread.method == "L-CAM-Img") & (spread.column == "IC100")].iloc[0]
+    assert ic.spread == 0  # increase is not shifted
+    assert list(spread.method.unique()) == list(ex.VARIANTS)
+
+
+def test_seed_verdicts_recompute_every_claim_with_each_seed():
+    # seed 0: L-CAM-Img 5 points lower AD than Grad-CAM (the paper's direction); seed 1: 5 higher (+10)
+    frame = with_seeds(per_image(40, {"L-CAM-Img": -5.0}, noise=0.5), seeds=(1,), shift=10.0)
+    table = ex.seed_verdicts(frame, moved_frame({m: True for m in ex.VARIANTS}, seeds=(0, 1)), [0, 1])
+    row = table.set_index("claim").loc["lcam-t1-r50-ad100-img-vs-gradcam"]
+    assert row["seed 0"] == "agrees" and row["seed 1"] == "disagrees" and not row.agree
+    untrained = ex.seed_verdicts(frame, moved_frame({m: False for m in ex.VARIANTS}, seeds=(0, 1)), [0, 1])
+    assert untrained.set_index("claim").loc["lcam-t1-r50-ad100-img-vs-gradcam", "seed 0"] == "not comparable"
+
+
+def test_area_tv_table_pairs_full_with_ce_only_and_the_start():
+    rows = [{"image_id": f"i{i}", "method": m, "area": a + 0.01 * i, "tv": t}
+            for i in range(12) for m, a, t in ((ex.START, 0.9, 3.0), ("L-CAM-Fm*", 0.9, 3.0), ("L-CAM-Fm", 0.5, 1.0))]
+    table = ex.area_tv_table(pd.DataFrame(rows))
+    pair = table[(table.kind == "paired") & (table.method == "L-CAM-Fm") & (table.minus == "L-CAM-Fm*")]
+    assert pair.set_index("metric").difference.to_dict() == pytest.approx({"area": -0.4, "tv": -2.0})
+    assert set(table[table.kind == "mean"].method) == {ex.START, "L-CAM-Fm*", "L-CAM-Fm"}
+
+
+def test_training_curves_figure_draws_each_method_and_seed():
+    history = pd.DataFrame([{"method": m, "seed": s, "epoch": e, "loss": 3 - e * 0.1, "ce": 0.4, "area": 0.7,
+                             "tv": 100.0, "val_loss": 3.1 - e * 0.1, "map_distance": 0.01 * e,
+                             "weight_distance": 0.02 * e} for m in ("L-CAM-Fm", "L-CAM-Fm*") for s in (0, 1)
+                            for e in range(4)])
+    fig = ex.training_curves_figure(history)
+    assert len(fig.axes) == 2 * 6 and len(fig.axes[0].lines) == 4  # training and held-out line per seed
+    plt.close(fig)
 
 
 def test_key_numbers_names():

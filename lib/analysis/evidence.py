@@ -98,18 +98,20 @@ def paired_values(claim: Claim, root: Path = ROOT, figures: Path | None = None, 
 
 def untrained_methods(claim: Claim, root: Path = ROOT, figures: Path | None = None) -> list[str]:
     """The compared methods that the evidence's ``trained`` table (a notebook's record of how far each
-    learned attention moved from its start: columns ``method``, ``trained``, ``weight_change``) marks
-    as not trained, with how far they moved; empty without such a table."""
+    learned attention moved from its start: columns ``method``, ``trained``, ``weight_change``; one row
+    per method, or one per method and training seed) marks as not trained (any seed), with how far they
+    moved (the least of the seeds); empty without such a table."""
     ev = claim.evidence or {}
     if not ev.get("trained"):
         return []
     path = evidence_path(ev["trained"], root, figures)
     if not path.exists():
         raise FileNotFoundError(f"claim {claim.id}: {ev['trained']} does not exist. Fix: run {claim.notebook}.")
-    table = _read_table(str(path), path.stat().st_mtime_ns).set_index("method")
-    labels = [ev["methods"][m] for m in claim.methods if ev["methods"].get(m) in table.index]
-    return [f"{label} (weights moved {table.loc[label, 'weight_change']:.1e} of their norm)" for label in labels
-            if not bool(table.loc[label, "trained"])]
+    table = _read_table(str(path), path.stat().st_mtime_ns)
+    labels = [ev["methods"][m] for m in claim.methods if ev["methods"].get(m) in set(table.method)]
+    rows = {label: table[table.method == label] for label in labels}  # one row per training seed, or one
+    return [f"{label} (weights moved {rows[label].weight_change.min():.1e} of their norm)" for label in labels
+            if not rows[label].trained.astype(bool).all()]
 
 
 def _against_each(claim: Claim, root: Path, figures: Path | None) -> Estimate:

@@ -90,8 +90,16 @@ class LCAMAttention(nn.Module):
         self._check_features(features)
         return self.conv(features)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """``sigma(L)`` of every class, ``[N, R, P, Q]`` in [0, 1]."""
+    def forward(self, features: torch.Tensor, class_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``sigma(L)`` of every class, ``[N, R, P, Q]`` in [0, 1]; of chosen classes with ``class_ids``.
+
+        ``class_ids`` (``[N, J]`` or ``[J]``, as :meth:`class_logits`): ``sigma`` of
+        ``class_logits(features, class_ids)``, ``[N, J, P, Q]``.  The trainer calls this form, so that
+        a ``DistributedDataParallel`` wrapper around the attention sees the forward it must (it
+        all-reduces the gradients of what its own ``forward`` computed).
+        """
+        if class_ids is not None:
+            return torch.sigmoid(self.class_logits(features, class_ids))
         return torch.sigmoid(self.logits(features))
 
     def class_logits(self, features: torch.Tensor, class_ids: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -39,7 +40,9 @@ from lib.metrics import spearman_rank_correlation
 from lib.plotting import maps_figure, overlay
 
 __all__ = ["VARIANTS", "START", "BASELINES", "METHODS", "FRACTIONS", "UNTRAINED_BELOW", "PAPER_NAMES",
-           "checkpoint_name", "load_or_train", "moved_from_start", "labels_of", "SHARED", "evaluate_ad_ic", "column_name",
+           "checkpoint_name", "seed_label", "base_name", "label_seed", "load_or_train", "moved_from_start", "labels_of",
+           "SHARED", "shared_key", "primary_rows", "seed_spread", "seed_verdicts", "mask_area_tv", "area_tv_table",
+           "training_curves_figure", "evaluate_ad_ic", "column_name",
            "table1", "table1_shown", "paper_table1", "paired_differences", "fig3_figure", "composite_draw",
            "class_specific_scores", "fig4_figure", "class_neighbour_rank", "search_errors", "errors_figure",
            "bias_figure", "key_numbers", "conclusions_markdown"]
@@ -65,69 +68,115 @@ PAPER_NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Sc
 _PAPER_HALVES = {"lcam-t1-vgg16-all": "VGG-16", "lcam-t1-r50-all": "ResNet-50"}
 
 
-def checkpoint_name(model_name: str, variant: str, ce_only: bool) -> str:
-    """``lcam_<model>_<img|fm>_<full|ce>.pt``, the file ``python -m lib.train_lcam`` (and the pipeline) writes."""
-    return f"lcam_{model_name}_{variant}_{'ce' if ce_only else 'full'}.pt"
+def checkpoint_name(model_name: str, variant: str, ce_only: bool, seed: int = 0) -> str:
+    """``lcam_<model>_<img|fm>_<full|ce>_s<seed>.pt``, the file the pipeline's training rules write."""
+    return f"lcam_{model_name}_{variant}_{'ce' if ce_only else 'full'}_s{seed}.pt"
+
+
+def seed_label(name: str, seed: int, first: int) -> str:
+    """A trained method's name for one training seed: the name itself for the first seed (the notebook's
+    ``seed``: its rows are Table 1's and the claims'), ``"<name> (seed <s>)"`` for the others."""
+    return name if seed == first else f"{name} (seed {seed})"
+
+
+def base_name(label: str) -> str:
+    """``"L-CAM-Fm (seed 1)"`` -> ``"L-CAM-Fm"``; any other name as is."""
+    return label.split(" (seed ")[0]
+
+
+def label_seed(label: str, first: int) -> int:
+    """The training seed of a :func:`seed_label` (``first`` for the bare name)."""
+    return int(label.split(" (seed ")[1].rstrip(")")) if " (seed " in label else first
 
 
 def load_or_train(model: nn.Module, model_name: str, checkpoint_dir: str | Path | None,
-                  train_set: Callable[[], object], device: torch.device, **train) -> tuple[dict, pd.DataFrame]:
-    """The attentions of :data:`VARIANTS` (eval mode, on ``device``) and their training history.
+                  train_set: Callable[[], object], device: torch.device, seeds: Sequence[int] = (0,),
+                  features: Mapping | None = None, **train) -> tuple[dict, pd.DataFrame]:
+    """The attentions of :data:`VARIANTS` for every training seed (eval mode, on ``device``) and their
+    training histories.
 
-    Each is loaded from ``checkpoint_dir/`` :func:`checkpoint_name` when that file exists, else
-    trained (:func:`lib.train_lcam.train_lcam`, config ``LCAMConfig(model_name, variant, ce_only,
-    **train)``) on ``train_set()`` (called once) and saved there when a folder is given. The history
-    has one row per method and epoch, with ``how`` (loaded or trained)."""
+    Returns ``{label: attention}`` with :func:`seed_label` labels (the first seed's under the bare
+    name) and one history row per method, seed and epoch (``method``, ``seed``, ``how``, the trainer's
+    columns). Each is loaded from ``checkpoint_dir/`` :func:`checkpoint_name` when that file exists,
+    else trained here and saved there when a folder is given: L-CAM-Img with
+    :func:`lib.train_lcam.train_lcam` (``LCAMConfig(model_name, "img", ce_only, seed=s, **train)``)
+    on ``train_set()`` (called once); L-CAM-Fm on cached feature maps (:mod:`lib.lcam_features`:
+    ``features["views"]`` seeded views per image, then ``FeatureTrainConfig(**features["config"])``)
+    when ``features`` is given, else with ``train_lcam`` like L-CAM-Img."""
+    from lib.lcam_features import FeatureTrainConfig, build_feature_cache, load_feature_cache, train_on_features
     from lib.train_lcam import LCAMConfig, load_lcam, train_lcam
-    attentions, rows, data = {}, [], None
-    for name, (variant, ce_only) in VARIANTS.items():
-        path = Path(checkpoint_dir) / checkpoint_name(model_name, variant, ce_only) if checkpoint_dir else None
-        if path is not None and path.exists():
-            attention, state = load_lcam(path, device)
-            history, how = state["history"], f"loaded {path.name}"
-        else:
-            data = train_set() if data is None else data
-            config = LCAMConfig(model_name, variant, ce_only, **train)
-            attention, history = train_lcam(model, data, config, out=path)
-            how = f"trained here on {len(data)} images"
-        attentions[name] = attention.to(device).eval()
-        rows += [{"method": name, "how": how, **row} for row in history]
+    attentions, rows, data, cache = {}, [], None, None
+    first = seeds[0]
+    for seed in seeds:
+        for name, (variant, ce_only) in VARIANTS.items():
+            path = Path(checkpoint_dir) / checkpoint_name(model_name, variant, ce_only, seed) if checkpoint_dir else None
+            if path is not None and path.exists():
+                attention, state = load_lcam(path, device)
+                history, how = state["history"], f"loaded {path.name}"
+            elif variant == "fm" and features is not None:
+                data = train_set() if data is None else data
+                if cache is None:
+                    folder = Path(checkpoint_dir or tempfile.mkdtemp()) / f"lcam_features_{model_name}"
+                    cache = load_feature_cache(build_feature_cache(model, data, features["views"], first, folder,
+                                                                   progress=False))
+                config = FeatureTrainConfig(model_name, ce_only, seed=seed, cache_views=cache.views,
+                                            cache_seed=first, **features["config"])
+                attention, history = train_on_features(model, cache, config, out=path, progress=False)
+                how = f"trained here on {cache.views} views of {len(data)} images"
+            else:
+                data = train_set() if data is None else data
+                config = LCAMConfig(model_name, variant, ce_only, seed=seed, **train)
+                attention, history = train_lcam(model, data, config, out=path)
+                how = f"trained here on {len(data)} images"
+            label = seed_label(name, seed, first)
+            attentions[label] = attention.to(device).eval()
+            rows += [{"method": name, "seed": seed, "how": how, **row} for row in history]
     return attentions, pd.DataFrame(rows)
 
 
 @torch.no_grad()
 def moved_from_start(model: nn.Module, attentions: Mapping[str, LCAMAttention], probe: torch.Tensor,
-                     threshold: float = UNTRAINED_BELOW) -> pd.DataFrame:
-    """How far training moved each attention from its CAM start, and its label.
+                     threshold: float = UNTRAINED_BELOW, first: int = 0) -> pd.DataFrame:
+    """How far training moved each attention (every seed) from its CAM start, and its label.
 
     The start is :meth:`LCAMAttention.from_classifier` (``L = W_c . A + b_c``, CAM before its ReLU,
-    Sec. 3.3 with PROTOCOLS.md's CAM initialisation). Per method: ``weight_change`` =
-    ``|W - W0| / |W0|``, ``bias_change`` = ``|b - b0| / |b0|``, ``map_change`` = the largest
-    ``max |L - L0| / (max L0 - min L0)`` over the ``probe`` images' pre-sigmoid maps (Eq. 3) of the
-    predicted class; ``trained`` unless both weight and map change are below ``threshold``
+    Sec. 3.3 with PROTOCOLS.md's CAM initialisation). One row per method (the base name) and seed:
+    ``weight_change`` = ``|W - W0| / |W0|``, ``bias_change`` = ``|b - b0| / |b0|``, ``map_change`` =
+    the largest ``max |L - L0| / (max L0 - min L0)`` over the ``probe`` images' pre-sigmoid maps (Eq. 3)
+    of the predicted class, ``map_mad`` = the mean over those images of ``mean |zeta(L) - zeta(L0)|``
+    (the min-max normalised low-resolution maps, as at inference: 0 = the start's map, 1 = its
+    inverse); ``trained`` unless both weight and map change are below ``threshold``
     (:data:`UNTRAINED_BELOW`, reason there), and ``label``: the name, with " (untrained: = CAM start)"
     when not trained."""
+    from lib.lcam_features import map_distance
     start = LCAMAttention.from_classifier(model).to(probe.device)
     features, _, predicted = forward_activations(model, probe)
     start_maps = start.class_logits(features, predicted)
     span = (start_maps.amax((2, 3)) - start_maps.amin((2, 3))).clamp_min(1e-12)
     w0, b0 = start.conv.weight, start.conv.bias
     rows = []
-    for name, attention in attentions.items():
+    for label, attention in attentions.items():
+        name, seed = base_name(label), label_seed(label, first)
         maps = attention.class_logits(features, predicted)
         weight = float((attention.conv.weight - w0).norm() / w0.norm())
         moved = float(((maps - start_maps).abs().amax((2, 3)) / span).max())
         trained = not (weight < threshold and moved < threshold)
-        rows.append({"method": name, "weight_change": weight,
+        rows.append({"method": name, "seed": seed, "weight_change": weight,
                      "bias_change": float((attention.conv.bias - b0).norm() / b0.norm().clamp_min(1e-12)),
-                     "map_change": moved, "threshold": threshold, "trained": trained,
+                     "map_change": moved,
+                     "map_mad": float(map_distance(attention, start, features, predicted[:, 0]).mean()),
+                     "threshold": threshold, "trained": trained,
                      "label": name if trained else f"{name} (untrained: = CAM start)"})
     return pd.DataFrame(rows)
 
 
 def labels_of(moved: pd.DataFrame) -> dict[str, str]:
-    """Every method of :data:`METHODS` -> its label in the tables (the attentions' from ``moved``)."""
-    return {m: m for m in METHODS} | dict(zip(moved["method"], moved["label"]))
+    """Every method of :data:`METHODS` -> its label in the tables (the attentions' from ``moved``: a method
+    is labelled untrained when any of its seeds is)."""
+    labels = {m: m for m in METHODS}
+    for name, rows in moved.groupby("method", sort=False):
+        labels[name] = name if rows.trained.all() else f"{name} (untrained: = CAM start)"
+    return labels
 
 
 SHARED = {"Grad-CAM": "gradcam", "Grad-CAM++": "gradcam++", START: "lcam-start", "L-CAM-Fm*": "lcam-fm-ce",
@@ -139,6 +188,126 @@ are notebook 01's rows, computed once; the L-CAM keys load the train_lcam rules'
 weights :func:`load_or_train` loads, so the map store serves both the same maps. Score-CAM and RISE run on
 ``n_slow`` images, fewer than a shard: their rows are a head of that many images (one-thread jobs of the
 pipeline's parallel phase), and the map store gives the notebook their maps for Fig. 3."""
+
+
+def shared_key(label: str) -> str:
+    """The evaluation method key (config ``evaluation.methods``) of a method label: :data:`SHARED`'s, with
+    ``-s<seed>`` for a :func:`seed_label` of another seed (``"L-CAM-Fm (seed 1)"`` -> ``"lcam-fm-s1"``)."""
+    key = SHARED[base_name(label)]
+    return f"{key}-s{label.split(' (seed ')[1].rstrip(')')}" if " (seed " in label else key
+
+
+def primary_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of every method under its own name: the trained methods' first seed (Table 1's, the claims')."""
+    return results[~results.method.str.contains(" (seed ", regex=False)].reset_index(drop=True)
+
+
+def seed_spread(results: pd.DataFrame, seeds: Sequence[int]) -> pd.DataFrame:
+    """Seed-to-seed spread of Table 1's means: per trained method and column (AD/IC at each ``nu``), the
+    mean over the same images with the attention of each training seed (``seed_means``, in ``seeds``
+    order), their ``seed_min``, ``seed_max`` and ``spread`` (max - min), ``seeds`` (how many) and ``n``
+    (images per seed)."""
+    first, rows = seeds[0], []
+    trained = results[results.method.map(base_name).isin(VARIANTS)]
+    for (name, fraction), group in trained.groupby([trained.method.map(base_name), "fraction"], sort=False):
+        for metric in ("drop", "increase"):
+            means = {label_seed(label, first): float(g[metric].mean()) for label, g in group.groupby("method")}
+            values = [means[s] for s in seeds if s in means]
+            rows.append({"method": name, "column": column_name(metric, fraction), "seeds": len(values),
+                         "n": int(group.groupby("method").image_id.nunique().min()),
+                         "seed_means": " / ".join(f"{v:.2f}" for v in values), "seed_min": min(values),
+                         "seed_max": max(values), "spread": max(values) - min(values)})
+    order = {m: i for i, m in enumerate(METHODS)}
+    columns = [column_name(m, f) for f in FRACTIONS for m in ("drop", "increase")]
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["method", "column"], key=lambda c: c.map(order) if c.name == "method" else
+                             c.map({col: i for i, col in enumerate(columns)})).reset_index(drop=True)
+
+
+def seed_verdicts(results: pd.DataFrame, moved: pd.DataFrame, seeds: Sequence[int],
+                  notebook: str = "02_l_cam") -> pd.DataFrame:
+    """The registry's verdict on every claim whose evidence is ``per_image_ad_ic.csv``, once per training
+    seed: the claims are evaluated on a copy of the per-image table in which each trained method's rows
+    are those of that seed's attention. Columns ``claim``, ``methods``, one ``seed <s>`` column per seed
+    (the verdict) and ``agree`` (the same verdict under every seed)."""
+    from lib.analysis.claims import load_claims
+    from lib.analysis.evidence import evaluate
+    claims = [c for c in load_claims() if c.notebook == notebook and c.evidence
+              and c.evidence["table"].endswith("per_image_ad_ic.csv")]
+    first, columns = seeds[0], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / Path(claims[0].evidence["table"]).parts[1] if claims else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            chosen = results[results.method.map(lambda m: base_name(m) not in VARIANTS or label_seed(m, first) == seed)]
+            chosen.assign(method=chosen.method.map(base_name)).to_csv(folder / "per_image_ad_ic.csv", index=False)
+            moved[moved.seed == seed].to_csv(folder / "attention_moved.csv", index=False)
+            frame = evaluate(claims, figures=Path(tmp))
+            columns[f"seed {seed}"] = frame.set_index("claim").verdict
+    table = pd.DataFrame(columns)
+    table.insert(0, "methods", pd.Series({c.id: " vs ".join(c.methods) for c in claims}))
+    table["agree"] = table[[f"seed {s}" for s in seeds]].nunique(axis=1) == 1
+    return table.rename_axis("claim").reset_index()
+
+
+@torch.no_grad()
+def mask_area_tv(model: nn.Module, attentions: Mapping[str, LCAMAttention], dataset, batch_size: int,
+                 device: torch.device) -> pd.DataFrame:
+    """Per image and attention, what the area and TV terms of the loss act on: the predicted class's
+    training mask ``M = sigma(L)`` at the feature maps' size (Eq. 3), its ``area`` (mean of ``M``; the
+    AV term of Eq. 7 is the mean of ``M ** 0.3``) and ``tv`` (Eq. 8 with the authors' border term,
+    :func:`lib.train_lcam.tv_loss` of the one map). Includes the CAM start as :data:`START`. Rows:
+    ``image_id, method, area, tv``."""
+    from lib.train_lcam import tv_loss
+    every = {START: LCAMAttention.from_classifier(model).to(device), **attentions}
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_samples)
+    rows = []
+    for batch in loader:
+        features, _, predicted = forward_activations(model, batch.images.to(device))
+        for name, attention in every.items():
+            masks = torch.sigmoid(attention.class_logits(features, predicted))[:, 0]
+            for image_id, mask in zip(batch.image_ids, masks):
+                rows.append({"image_id": image_id, "method": name, "area": float(mask.mean()),
+                             "tv": float(tv_loss(mask[None]))})
+    return pd.DataFrame(rows)
+
+
+def area_tv_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The masks' area and TV (:func:`mask_area_tv`): each method's mean with its interval
+    (``kind="mean"``), and paired per image (``kind="paired"``): each full-loss attention minus its
+    CE-only ablation (what the area and TV terms do) and every attention minus the CAM start."""
+    means = summarize(frame, ["area", "tv"], "method").assign(kind="mean")
+    pairs = [paired(frame, ["area", "tv"], [full], ablation) for full, ablation in
+             (("L-CAM-Fm", "L-CAM-Fm*"), ("L-CAM-Img", "L-CAM-Img*")) if {full, ablation} <= set(frame.method)]
+    pairs.append(paired(frame, ["area", "tv"], [m for m in VARIANTS if m in set(frame.method)], START))
+    return pd.concat([means, *[p.assign(kind="paired") for p in pairs]], ignore_index=True)
+
+
+def training_curves_figure(history: pd.DataFrame) -> plt.Figure:
+    """Loss curves and distances from the CAM start per epoch, one line per training seed: each trained
+    method's total loss (training views solid, held-out views dashed where the trainer has them), CE,
+    area, TV, and the map and weight distances (L-CAM-Fm's trainer records them every epoch)."""
+    panels = [("loss", "val_loss", "loss (Eq. 6)"), ("ce", "val_ce", "CE"), ("area", "val_area", "area (AV)"),
+              ("tv", "val_tv", "TV"), ("map_distance", None, "map distance from CAM start"),
+              ("weight_distance", None, "weight distance from CAM start")]
+    methods = [m for m in VARIANTS if m in set(history.method)]
+    fig, axes = plt.subplots(len(methods), len(panels), figsize=(2.6 * len(panels), 2.1 * len(methods)),
+                             squeeze=False)
+    for row, method in zip(axes, methods):
+        rows = history[history.method == method]
+        for ax, (train, held, title) in zip(row, panels):
+            for seed, runs in rows.groupby("seed"):
+                line = None
+                if train in runs and runs[train].notna().any():
+                    (line,) = ax.plot(runs.epoch, runs[train], marker=".", lw=1, label=f"seed {seed}")
+                if held and held in runs and runs[held].notna().any():
+                    ax.plot(runs.epoch, runs[held], ls="--", lw=1, color=line.get_color() if line else None)
+            ax.set_title(f"{method}: {title}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel("epoch", fontsize=7)
+        row[0].legend(fontsize=6)
+    fig.tight_layout()
+    return fig
 
 
 def evaluate_ad_ic(model: nn.Module, cams: Mapping[str, Callable], dataset, store, batch_size: int,
@@ -172,7 +341,7 @@ def evaluate_ad_ic(model: nn.Module, cams: Mapping[str, Callable], dataset, stor
             first = {"images": images.cpu(), "targets": targets.cpu(), "ids": list(batch.image_ids),
                      "maps": {k: v.cpu() for k, v in maps.items()}}
     if shared:
-        keyed = {name: (SHARED[name], cams[name]) for name in shared}
+        keyed = {name: (shared_key(name), cams[name]) for name in shared}
         rows = dataset_rows(model, model_name, keyed, dataset, store, target="predicted", group="ad_ic",
                             eval_dir=eval_dir or None, shard_size=shard_size, seed=seed,
                             suite=SuiteSettings(batch_size=batch_size), batch_size=batch_size)
@@ -401,25 +570,47 @@ def key_numbers(t1: pd.DataFrame, fig4: pd.DataFrame) -> dict:
 
 
 def conclusions_markdown(moved: pd.DataFrame, claims: pd.DataFrame, differences: pd.DataFrame,
-                         fig4: pd.DataFrame, errors: pd.DataFrame, n_images: int, n_slow: int) -> str:
+                         fig4: pd.DataFrame, errors: pd.DataFrame, n_images: int, n_slow: int,
+                         spread: pd.DataFrame | None = None, verdicts: pd.DataFrame | None = None,
+                         area_tv: pd.DataFrame | None = None) -> str:
     """The notebook's conclusions beside the claims' verdicts, every number from the tables given:
-    whether training moved the attentions (and so why the L-CAM claims have no computed verdict), the
-    CAM start against Grad-CAM, Fig. 4's scores and the errors' map similarity per group."""
+    whether training moved the attentions (every seed), what the area/TV terms did to the masks, the
+    seed-to-seed spread and whether the verdicts hold under every seed, the CAM start against Grad-CAM,
+    Fig. 4's scores and the errors' map similarity per group."""
     untrained = moved[~moved.trained]
     lcam = claims[claims.methods.str.contains("lcam") & (claims.verdict == "not computed")]
-    lines = [f"* **Did training move L-CAM from its CAM start?** Relative weight change "
-             f"{moved.weight_change.min():.1e} to {moved.weight_change.max():.1e}, largest map change "
-             f"{moved.map_change.max():.1e} of the map's range (threshold `{UNTRAINED_BELOW:g}`): "
-             f"{len(untrained)} of {len(moved)} attentions are untrained"
-             + (f" ({', '.join(untrained.method)}); their rows are labelled \"= CAM start\" and carry no paper value."
-                if len(untrained) else ".")]
-    if len(untrained):
+    seeds = moved.seed.nunique()
+    lines = [f"* **Did training move L-CAM from its CAM start?** Over {len(moved)} attentions ({moved.method.nunique()} "
+             f"methods x {seeds} seed(s)): relative weight change {moved.weight_change.min():.2g} to "
+             f"{moved.weight_change.max():.2g}; mean absolute difference of the normalised maps from the start's "
+             f"{moved.map_mad.min():.3f} to {moved.map_mad.max():.3f} (on {n_images and min(n_images, 8)} evaluation "
+             f"images; threshold of 'untrained' `{UNTRAINED_BELOW:g}`): {len(untrained)} of {len(moved)} untrained"
+             + (f" ({', '.join(sorted(set(untrained.method)))}); their rows are labelled \"= CAM start\" and carry no "
+                "paper value." if len(untrained) else ".")]
+    if len(untrained) and len(lcam):
         lines.append(f"* **Why {len(lcam)} L-CAM claims are `not computed`:** their per-image values would measure "
-                     f"the CAM start, not a learned attention, since {len(untrained)} of the {len(moved)} attentions did "
-                     "not move; the registry wires no evidence to them until the attentions are trained (issue 20).")
-    elif len(lcam):
-        lines.append(f"* **Every attention moved beyond the threshold**, yet {len(lcam)} L-CAM claims have no "
-                     "evidence: wire them to `per_image_ad_ic.csv` in the registry.")
+                     "the CAM start, not a learned attention; the registry gives no verdict on an untrained one.")
+    if area_tv is not None and len(area_tv):
+        pairs = area_tv[(area_tv.kind == "paired") & area_tv.minus.isin(["L-CAM-Fm*", "L-CAM-Img*"])]
+        lines.append("* **Do the area and TV terms make the masks smaller and smoother?** Full loss minus its "
+                     "CE-only ablation, per image (mask mean and TV of the training mask sigma(L)): " + "; ".join(
+                         f"{m} {metric} {s} ({'resolved' if r else 'not resolved'})" for m, metric, s, r in zip(
+                             pairs.method, pairs.metric, formatted(pairs, "difference", signed=True, digits=3),
+                             pairs.resolved)) + ".")
+    if spread is not None and len(spread):
+        worst = spread.loc[spread.spread.idxmax()]
+        lines.append(f"* **Seed-to-seed spread** ({int(spread.seeds.max())} seed(s), the same {int(spread.n.min())} "
+                     f"images): the means of Table 1's trained rows differ between seeds by at most "
+                     f"{spread.spread.max():.2f} points ({worst.method}, {worst.column}: {worst.seed_means}); "
+                     f"median {spread.spread.median():.2f}.")
+    if verdicts is not None and len(verdicts):
+        decided = verdicts.filter(like="seed ").isin(["agrees", "disagrees", "not resolved"]).any(axis=1)
+        computed = verdicts[decided]
+        lines.append(f"* **Do the verdicts rest on one seed?** Of the {len(computed)} claims with a computed verdict "
+                     "(agrees, disagrees or not resolved) under some seed, "
+                     f"{int(computed.agree.sum())} get the same verdict under every seed"
+                     + ("" if computed.agree.all() else " and " + ", ".join(f"`{c}`" for c in computed.claim[~computed.agree])
+                        + " change with the seed (`claims_by_seed.csv`)") + ".")
     start = differences[(differences.method == START) & (differences.minus == "Grad-CAM")
                         & differences.column.isin(["AD100", "AD15"])]
     lines.append(f"* **The CAM start minus Grad-CAM** ({n_images} images; on a GAP + linear head Grad-CAM is "

@@ -118,21 +118,49 @@ def lib_sources():
 NB01 = config["notebook01"]
 NB02 = config["notebook02"]
 LCAM_VARIANTS = [f"{variant}_{loss}" for variant in ("fm", "img") for loss in ("full", "ce")]
+AM_OBJECTIVES = ["masked-image", "feature-ce"]  # lib.train_am_gradcam's objectives (the first: `train`)
 
 
-def checkpoint_path(model):
-    """AM-Grad-CAM's trained attention of a model (rule train_am_gradcam)."""
-    return f"{RESULTS}/checkpoints/am_gradcam_{model}.pt"
+def train_seeds(section):
+    """The seeds every learned attention of a notebook is trained with (`train_seeds`; the first is `seed`'s)."""
+    return [int(s) for s in section.get("train_seeds") or [section["seed"]]]
 
 
-def lcam_checkpoint(model, variant):
-    """An L-CAM checkpoint of a model, written by train_lcam; variant: `<fm|img>_<full|ce>`, or a wildcard pattern."""
-    return f"{RESULTS}/checkpoints/lcam_{model}_{variant}.pt"
+def checkpoint_path(model, objective="masked-image", seed=None):
+    """AM-Grad-CAM's trained attention of a model (rule train_am_gradcam), one per objective and seed."""
+    seed = NB01["seed"] if seed is None else seed
+    return f"{RESULTS}/checkpoints/am_gradcam_{model}_{objective}_s{seed}.pt"
+
+
+def lcam_checkpoint(model, variant, seed=None):
+    """An L-CAM checkpoint of a model, written by train_lcam (L-CAM-Img; L-CAM-Fm on the paper profile) or
+    train_lcam_features (L-CAM-Fm on cached feature maps); variant: `<fm|img>_<full|ce>` (or wildcards)."""
+    seed = NB02["seed"] if seed is None else seed
+    return f"{RESULTS}/checkpoints/lcam_{model}_{variant}_s{seed}.pt"
+
+
+def lcam_features_file(model):
+    """The meta.json of L-CAM-Fm's feature cache of a model (rule lcam_features), beside its arrays."""
+    return f"{RESULTS}/cache/lcam_features_{model}/meta.json"
 
 
 def lcam_checkpoints(model):
-    """The four L-CAM checkpoints of notebook 02: L-CAM-Fm, L-CAM-Img and their CE-only ablations."""
-    return [lcam_checkpoint(model, v) for v in LCAM_VARIANTS]
+    """Notebook 02's L-CAM checkpoints: L-CAM-Fm, L-CAM-Img and their CE-only ablations, every training seed."""
+    return [lcam_checkpoint(model, v, seed) for seed in train_seeds(NB02) for v in LCAM_VARIANTS]
+
+
+def am_checkpoints(model):
+    """Notebook 01's AM-Grad-CAM checkpoints: both objectives, every training seed."""
+    return [checkpoint_path(model, objective, seed) for seed in train_seeds(NB01) for objective in AM_OBJECTIVES]
+
+
+def lcam_fm_trainer():
+    """How L-CAM-Fm is trained, `features` (by train_lcam_features, on cached feature maps of augmented views; the
+    default and full profiles) or `images` (by train_lcam, a backbone pass per step; ImageNet's train/)."""
+    trainer = NB02.get("fm_trainer", "features")
+    if trainer not in ("features", "images"):
+        raise ValueError(f"notebook02.fm_trainer: {trainer!r}. Fix: `features` or `images`.")
+    return trainer
 
 
 def job_data_dir(wildcards):
@@ -204,19 +232,24 @@ def notebook_rows(nb):
 
 
 def trained_checkpoint(value, model):
-    """The checkpoint a method's `checkpoint:` setting names for a model: `train` is the train_am_gradcam rule's
-    (AM-Grad-CAM), `train:lcam_<variant>_<loss>` a train_lcam rule's (e.g. `train:lcam_fm_full`); anything else is
-    a path of your own (None: no checkpoint)."""
-    if value == "train":
-        return checkpoint_path(model)
-    if isinstance(value, str) and value.startswith("train:"):
-        name = value.split(":", 1)[1]
-        variant = name.removeprefix("lcam_")
-        if not name.startswith("lcam_") or variant not in LCAM_VARIANTS:
-            raise ValueError(f"checkpoint: {value} names no training rule. Fix: use `train` (AM-Grad-CAM) or "
-                             f"train:lcam_<one of {', '.join(LCAM_VARIANTS)}>.")
-        return lcam_checkpoint(model, variant)
-    return value or None
+    """The checkpoint a method's `checkpoint:` setting names for a model; `@<seed>` at the end picks a training
+    seed (default: the notebook's `seed`). `train` is the train_am_gradcam rule's AM-Grad-CAM attention (its
+    masked-image objective), `train:am_<objective>` another objective's; `train:lcam_<variant>_<loss>` an L-CAM
+    training's (e.g. `train:lcam_fm_full@1`); anything else is a path of your own (None: no checkpoint)."""
+    if not (isinstance(value, str) and (value == "train" or value.startswith(("train:", "train@")))):
+        return value or None
+    name, _, seed = value.partition("@")
+    if seed and not seed.isdigit():
+        raise ValueError(f"checkpoint: {value}: the seed after `@` must be a number. Fix: e.g. `{name}@1`.")
+    seed = int(seed) if seed else None
+    name = name.removeprefix("train").removeprefix(":") or "am_masked-image"
+    if name.startswith("am_") and name.removeprefix("am_") in AM_OBJECTIVES:
+        return checkpoint_path(model, name.removeprefix("am_"), seed)
+    if name.startswith("lcam_") and name.removeprefix("lcam_") in LCAM_VARIANTS:
+        return lcam_checkpoint(model, name.removeprefix("lcam_"), seed)
+    raise ValueError(f"checkpoint: {value} names no training rule. Fix: use `train` or train:am_<one of "
+                     f"{', '.join(AM_OBJECTIVES)}> (AM-Grad-CAM) or train:lcam_<one of {', '.join(LCAM_VARIANTS)}>, "
+                     "optionally with @<seed>.")
 
 
 NB03 = config["notebook03"]
