@@ -36,10 +36,19 @@ NOTEBOOK_04 = "notebooks/04_ucag.ipynb"
 NB04_OUTPUTS = declared("04")  # config/outputs.yaml, as the Snakefile reads it
 NOTEBOOK_05 = "notebooks/05_fm_g_cam.ipynb"
 NB05_OUTPUTS = declared("05")  # config/outputs.yaml, as the Snakefile reads it
-LCAM_RUNS = {("fm", "full"), ("fm", "ce"), ("img", "full"), ("img", "ce")}
-NOTEBOOK_JOBS = {"train_am_gradcam": 1, "notebook_01": 1, "train_lcam": 4, "notebook_02": 1, "notebook_03": 1,
+SEEDS = (0, 1, 2)  # config/config.yaml train_seeds of notebooks 01 and 02
+LCAM_RUNS = {(v, loss, seed) for v in ("fm", "img") for loss in ("full", "ce") for seed in SEEDS}
+AM_RUNS = {(objective, seed) for objective in ("masked-image", "feature-ce") for seed in SEEDS}
+NOTEBOOK_JOBS = {"train_am_gradcam": len(AM_RUNS), "notebook_01": 1, "notebook_02": 1, "notebook_03": 1,
                  "notebook_04": 1, "notebook_05": 1, "claims_scorecard": 1, "stats_calibration": 1, "all": 1}
-# notebook 01 reads 6 methods' ad_ic rows, notebook 02 two of them and 5 L-CAM keys: 128 images on a CPU = 1 shard
+# L-CAM-Fm on the feature cache (one lcam_features job, then train_lcam_features), L-CAM-Img on images (train_lcam);
+# the paper profile trains both on images
+DEFAULT_LCAM_JOBS = {"lcam_features": 1, "train_lcam_features": 6, "train_lcam": 6}
+PAPER_LCAM_JOBS = {"train_lcam": 12}
+NB01_KEYS = ("gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "amgradcam", "amgradcam-free", "amgradcam-s1",
+             "amgradcam-s2", "amgradcam-fce", "amgradcam-fce-s1", "amgradcam-fce-s2")
+LCAM_KEYS = ("lcam-start", *(f"lcam-{v}{loss}{s}" for v in ("fm", "img") for loss in ("", "-ce") for s in ("", "-s1", "-s2")))
+# notebook 01 reads 11 keys' ad_ic rows, notebook 02 two of them and 13 L-CAM keys: 128 images on a CPU = 1 shard
 # of 128; 2000 (paper, both notebooks) = 16 shards. Notebook 02's Score-CAM and RISE: a head of its 8 slow images
 # on a CPU (fewer than a shard), 16 shards in the paper profile (2000 images).
 # Notebook 04 reads its 8 UCAG variants' label rows (localisation and causal, 4 of them density) on its first 12
@@ -48,9 +57,11 @@ UCAG_PARTS = 8 + 8 + 4 + 6
 # Notebook 03 reads Grad-CAM's, Score-CAM's and SA-CAM's causal_curves rows at its layer on its 5 x 3 images, SA-CAM
 # at the point of the select_sacam rule.
 SACAM_PARTS = 3
-EXPECTED_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5) * 1, "evaluate_head": 2, "evaluate_sacam_head": SACAM_PARTS,
-                 "evaluate_notebook_head": UCAG_PARTS, "select_sacam": 1}
-PAPER_JOBS = {**NOTEBOOK_JOBS, "evaluate": (6 + 5 + 2 + UCAG_PARTS + SACAM_PARTS) * 16, "select_sacam": 1}
+EXPECTED_JOBS = {**NOTEBOOK_JOBS, **DEFAULT_LCAM_JOBS, "evaluate": (len(NB01_KEYS) + len(LCAM_KEYS)) * 1,
+                 "evaluate_head": 2, "evaluate_sacam_head": SACAM_PARTS, "evaluate_notebook_head": UCAG_PARTS,
+                 "select_sacam": 1}
+PAPER_JOBS = {**NOTEBOOK_JOBS, **PAPER_LCAM_JOBS,
+              "evaluate": (len(NB01_KEYS) + len(LCAM_KEYS) + 2 + UCAG_PARTS + SACAM_PARTS) * 16, "select_sacam": 1}
 FULL_METHODS = 21  # config/config.yaml evaluation.methods (16, and the five L-CAM keys)
 FULL_SHARDS = 11  # 1300 images in shards of 128
 
@@ -106,12 +117,14 @@ def command_of(out: str, needle: str) -> list[str]:
     return shlex.split(cmds[0].split(" > ")[0])
 
 
-def papermill_args(argv: list[str]) -> dict[str, str]:
-    """{name: value} of the -p / -r arguments of a papermill command line."""
+def papermill_args(argv: list[str]) -> dict:
+    """{name: value} of the -p / -r arguments (text) and -y arguments (YAML: lists) of a papermill command line."""
     params = {}
     for i, tok in enumerate(argv):
         if tok in ("-p", "-r"):
             params[argv[i + 1]] = argv[i + 2]
+        elif tok == "-y":
+            params.update(yaml.safe_load(argv[i + 1]))
     return params
 
 
@@ -147,9 +160,12 @@ def test_default_profile_dry_run():
         assert f"figures/01/{name}" in out, f"missing output figures/01/{name}\n{out}"
     assert "results/notebooks/01_attention_map_gradcam.ipynb" in out
 
-    train = command_of(out, "lib.train_am_gradcam")
+    runs = am_training_commands(out)
+    assert set(runs) == AM_RUNS, sorted(runs)
+    for (objective, seed), argv in runs.items():
+        assert argv[argv.index("--out") + 1] == f"results/checkpoints/am_gradcam_efficientnet_lite0_{objective}_s{seed}.pt"
+    train = runs[("masked-image", 0)]
     assert train[train.index("--model") + 1] == "efficientnet_lite0"
-    assert train[train.index("--out") + 1] == "results/checkpoints/am_gradcam_efficientnet_lite0.pt"
     assert train[train.index("--train-dir") + 1] == "imagenet-train-1000"
     # data_dir "" -> ../shared/data beside the checkout when it exists (else local-data/), made absolute
     assert train[train.index("--data-dir") + 1] == str(data_dir().resolve())
@@ -160,16 +176,28 @@ def test_default_profile_dry_run():
     assert params["val_dir"] == "imagenet-val-1300"
     assert params["n_images_cpu"] == "128" and params["n_images_gpu"] == "1300"
     assert Path(params["output_dir"]) == REPO / "figures" / "01"
-    assert Path(params["checkpoint"]) == REPO / "results/checkpoints/am_gradcam_efficientnet_lite0.pt"
+    assert Path(params["checkpoint_dir"]) == REPO / "results/checkpoints" and params["train_seeds"] == list(SEEDS)
 
 
-def lcam_training_commands(out: str) -> dict[tuple[str, str], list[str]]:
-    """{(variant, loss): argv} of the train_lcam jobs of a dry run."""
+def am_training_commands(out: str) -> dict[tuple[str, int], list[str]]:
+    """{(objective, seed): argv} of the train_am_gradcam jobs of a dry run."""
     runs = {}
     for cmd in shell_commands(out):
-        if "lib.train_lcam" in cmd:
+        if "lib.train_am_gradcam" in cmd:
             argv = shlex.split(cmd.split(" > ")[0])
-            runs[(argv[argv.index("--variant") + 1], "ce" if "--ce-only" in argv else "full")] = argv
+            runs[(argv[argv.index("--objective") + 1], int(argv[argv.index("--seed") + 1]))] = argv
+    return runs
+
+
+def lcam_training_commands(out: str) -> dict[tuple[str, str, int], list[str]]:
+    """{(variant, loss, seed): argv} of the L-CAM training jobs of a dry run (lib.train_lcam on images, and
+    lib.lcam_features train for L-CAM-Fm on the feature cache)."""
+    runs = {}
+    for cmd in shell_commands(out):
+        if "lib.train_lcam" in cmd or "lib.lcam_features train" in cmd:
+            argv = shlex.split(cmd.split(" > ")[0])
+            variant = argv[argv.index("--variant") + 1] if "--variant" in argv else "fm"
+            runs[(variant, "ce" if "--ce-only" in argv else "full", int(argv[argv.index("--seed") + 1]))] = argv
     return runs
 
 
@@ -179,18 +207,25 @@ def test_default_profile_trains_four_lcams_for_notebook_02():
         assert f"figures/02/{name}" in out, f"missing output figures/02/{name}\n{out}"
     runs = lcam_training_commands(out)
     assert set(runs) == LCAM_RUNS, sorted(runs)
-    for (variant, loss), argv in runs.items():
-        assert argv[argv.index("--out") + 1] == f"results/checkpoints/lcam_efficientnet_lite0_{variant}_{loss}.pt"
+    for (variant, loss, seed), argv in runs.items():
+        assert argv[argv.index("--out") + 1] == f"results/checkpoints/lcam_efficientnet_lite0_{variant}_{loss}_s{seed}.pt"
         assert argv[argv.index("--batch-size") + 1] == "64"  # the paper's batch
-        assert argv[argv.index("--train-dir") + 1] == "imagenet-train-1000"
+        if variant == "img":
+            assert argv[argv.index("--train-dir") + 1] == "imagenet-train-1000"
+        else:  # the cache of the training sample's views
+            assert "results/cache/lcam_features_efficientnet_lite0/meta.json" in argv[argv.index("--cache") + 1]
+    cache = command_of(out, "lib.lcam_features cache")
+    assert cache[cache.index("--train-dir") + 1] == "imagenet-train-1000" and cache[cache.index("--views") + 1] == "4"
     params = papermill_args(command_of(out, "02_l_cam.ipynb"))
     assert params["model_name"] == "efficientnet_lite0"
     assert Path(params["checkpoint_dir"]) == REPO / "results/checkpoints"
     assert Path(params["output_dir"]) == REPO / "figures" / "02"
     assert params["rise_masks"] == "4000"  # the paper's N for VGG-16
-    # the notebook's in-place training settings equal the rule's (used only without checkpoints)
-    some = next(iter(runs.values()))
-    assert params["train_epochs"] == some[some.index("--epochs") + 1]
+    # the notebook's in-place training settings equal the rules' (used only without checkpoints)
+    img, fm = runs[("img", "full", 0)], runs[("fm", "full", 0)]
+    assert params["train_epochs"] == img[img.index("--epochs") + 1] and params["train_lr"] == img[img.index("--lr") + 1]
+    assert params["fm_lr"] == fm[fm.index("--lr") + 1] and params["fm_patience"] == fm[fm.index("--patience") + 1]
+    assert params["train_seeds"] == list(SEEDS)
 
 
 def test_default_profile_runs_notebook_03_with_its_grid_on_the_training_sample():
@@ -317,7 +352,7 @@ def test_paper_profile_dry_run():
     for name in NB01_OUTPUTS:
         assert f"figures/paper/01/{name}" in out, out
 
-    train = command_of(out, "lib.train_am_gradcam")
+    train = am_training_commands(out)[("masked-image", 0)]
     assert train[train.index("--model") + 1] == "resnet50"
     assert train[train.index("--device") + 1] == "cuda"
     assert train[train.index("--train-dir") + 1] == "train"
@@ -400,8 +435,7 @@ def test_notebook_01_reads_exactly_its_evaluation_shards():
     inputs = re.search(r"input: (.+)", block).group(1).split(", ")
     shards = sorted(i for i in inputs if i.startswith("results/eval/"))
     assert shards == sorted(f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-{k:04d}.parquet"
-                            for m in ("gradcam", "gradcam++", "smoothgradcam++", "xgradcam", "amgradcam", "amgradcam-free")
-                            for k in (0,))
+                            for m in NB01_KEYS for k in (0,))
     assert any(i.endswith("imagenet-val-1300/SHA256SUMS") for i in inputs)  # the data sample is an input
     params = papermill_args(command_of(out, "01_attention_map_gradcam.ipynb"))
     assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"
@@ -411,8 +445,9 @@ def test_notebook_01_reads_exactly_its_evaluation_shards():
         assert re.search(r"threads: 1\b", block) or "threads:" not in block  # one thread (benchmarks/threads.json)
         assert re.search(r"resources:.*\bmem_mb=4000\b.*", block) and re.search(r"\bruntime=60\b", block), block
         assert "log: results/logs/evaluate/" in block and "benchmark: results/benchmarks/evaluate/" in block
-    am = [b for b in evaluate if "method=amgradcam," in b]
-    assert am and all("results/checkpoints/am_gradcam_efficientnet_lite0.pt" in b for b in am)  # trained weights in
+    blocks = {re.search(r"method=([^,]+),", b).group(1): b for b in evaluate}  # trained weights in
+    assert "results/checkpoints/am_gradcam_efficientnet_lite0_masked-image_s0.pt" in blocks["amgradcam"]
+    assert "results/checkpoints/am_gradcam_efficientnet_lite0_feature-ce_s2.pt" in blocks["amgradcam-fce-s2"]
 
 
 def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
@@ -423,7 +458,7 @@ def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
     for nb in ("01", "02"):
         (block,) = job_blocks(out, f"notebook_{nb}")
         inputs[nb] = {i for i in re.search(r"input: (.+)", block).group(1).split(", ") if i.startswith("results/eval/")}
-    lcam = ("lcam-start", "lcam-fm", "lcam-fm-ce", "lcam-img", "lcam-img-ce")
+    lcam = LCAM_KEYS
     heads = {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/head-0008.parquet" for m in ("scorecam", "rise")}
     assert inputs["02"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
                             for m in ("gradcam", "gradcam++", *lcam)} | heads
@@ -431,8 +466,9 @@ def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
                                            for m in ("gradcam", "gradcam++")}
     # an L-CAM key's shard waits for its train_lcam rule's checkpoint (the same weights the notebook loads)
     blocks = {re.search(r"method=([^,]+),", b).group(1): b for b in job_blocks(out, "evaluate")}
-    assert "results/checkpoints/lcam_efficientnet_lite0_fm_full.pt" in blocks["lcam-fm"]
-    assert "results/checkpoints/lcam_efficientnet_lite0_img_ce.pt" in blocks["lcam-img-ce"]
+    assert "results/checkpoints/lcam_efficientnet_lite0_fm_full_s0.pt" in blocks["lcam-fm"]
+    assert "results/checkpoints/lcam_efficientnet_lite0_img_ce_s0.pt" in blocks["lcam-img-ce"]
+    assert "results/checkpoints/lcam_efficientnet_lite0_img_ce_s2.pt" in blocks["lcam-img-ce-s2"]
     assert "checkpoints/" not in re.search(r"input: (.+)", blocks["lcam-start"]).group(1)
     params = papermill_args(command_of(out, "02_l_cam.ipynb"))
     assert Path(params["eval_dir"]) == REPO / "results/eval" and params["shard_size"] == "128"

@@ -169,11 +169,14 @@ def job_data_dir(wildcards):
 
 
 def papermill_params(params):
-    """papermill arguments for a dict of notebook parameters: strings raw (-r), numbers typed (-p)."""
+    """papermill arguments for a dict of notebook parameters: strings raw (-r), numbers typed (-p), lists and
+    mappings as YAML (-y, e.g. train_seeds: [0, 1, 2])."""
     args = []
     for name, value in params.items():
         if isinstance(value, (bool, int, float)):
             args += ["-p", name, str(value)]
+        elif isinstance(value, (list, tuple, dict)):
+            args += ["-y", json.dumps({name: value})]  # JSON is YAML
         else:
             args += ["-r", name, str(value)]
     return shlex.join(args)

@@ -23,7 +23,7 @@ def notebook_parameters(name):
 def notebook_inputs(nb):
     """What a notebook loads besides the library and the data: trained checkpoints, SA-CAM's selection grid."""
     if nb == "01":
-        return {"checkpoint": checkpoint_path(NB01["model"])}
+        return {"checkpoints": am_checkpoints(NB01["model"])}
     if nb == "02":
         return {"checkpoints": lcam_checkpoints(NB02["model"])}
     if nb == "03":
@@ -41,7 +41,7 @@ def notebook_papermill(nb):
                       eval_dir=os.path.abspath(EVAL_DIR), shard_size=EVAL["shard_size"],
                       output_dir=os.path.abspath(os.path.dirname(output.tables[0])))
         if nb == "01":
-            values["checkpoint"] = os.path.abspath(input.checkpoint)
+            values["checkpoint_dir"] = os.path.abspath(os.path.dirname(input.checkpoints[0]))
         if nb == "02":
             values["checkpoint_dir"] = os.path.abspath(os.path.dirname(input.checkpoints[0]))
         if nb == "03":

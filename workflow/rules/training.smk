@@ -156,7 +156,7 @@ rule train_lcam_features:
     output:
         checkpoint=lcam_checkpoint("{model}", "fm_{loss}", "{seed}"),
     wildcard_constraints:
-        loss="full|ce",
+        loss="full|ce" if lcam_fm_trainer() == "features" else "(?!)",  # fm_trainer images: rule train_lcam
         seed=r"\d+",
     log:
         f"{RESULTS}/logs/train_lcam_{{model}}_fm_{{loss}}_s{{seed}}.log",
