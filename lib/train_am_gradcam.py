@@ -18,14 +18,17 @@ to both:
   the training images in batches of ``batch_size`` (the last one smaller), in an order drawn every
   epoch by ``torch.randperm`` from a ``torch.Generator`` seeded with ``seed`` (drawn for the epochs
   a resumed run skips too, so a resumed run sees the same orders).
-* **Seeds**: ``torch.manual_seed(seed)`` is called first; the global generator then serves the
-  precomputation's data loader (one draw) and the attention's initialisation, of which only the
-  MLP's first 1x1 conv (weight and bias, PyTorch's default initialisation) stays random.
+* **Seeds**: ``torch.manual_seed(seed)`` is called after the precomputation (so a pass read from a
+  cache and a pass computed here give the same weights); the global generator then serves the
+  attention's initialisation, of which only the MLP's first 1x1 conv (weight and bias, PyTorch's
+  default initialisation) stays random.
 * **Precomputed**: the classifier is frozen and the attention sits after the target layer, so one
   pass over the training images before the first epoch stores each image's activations ``A`` and
   gradients ``G`` (float16, on the CPU), its predicted class ``c`` and the image itself (8-bit:
   ``round(255 x)``); every epoch reuses them, so there is no data augmentation (a random crop would
-  change the features) and ``masked-image``'s ``x`` is the 8-bit image divided by 255.
+  change the features) and ``masked-image``'s ``x`` is the 8-bit image divided by 255. The pass
+  depends only on the model and the images, so ``--features-cache FILE`` (``precompute(cache=)``)
+  keeps it on disk for every objective and seed (the pipeline's rule ``am_features``).
 
 Objective ``"masked-image"`` (the default; L-CAM-Img's loss), per batch, with ``M`` the min-max
 normalised *low-resolution* AM-Grad-CAM map of ``c`` (``[N, h, w]``, each map over its own cells;
@@ -229,8 +232,31 @@ def _head(model: nn.Module) -> nn.Linear:
                          "which works on any head.") from err
 
 
-def precompute(model: nn.Module, dataset, batch_size: int = 32, desc: str = "Grad-CAM features"):
-    """Images (uint8), activations, gradients (float16, CPU) and predicted classes of a dataset."""
+def precompute(model: nn.Module, dataset, batch_size: int = 32, desc: str = "Grad-CAM features",
+               cache: str | Path | None = None):
+    """Images (uint8), activations, gradients (float16, CPU) and predicted classes of a dataset.
+
+    ``cache``: a file holding them for this model, these images and this batch size (the batches set
+    the float rounding), read when it matches and else computed and written there atomically, so that
+    the trainings of both objectives and every seed share one pass (rule ``am_features``). A file that
+    does not match is left as it is (the pass is computed and not written).
+    """
+    meta = {"model": getattr(model, "name", None), "ids": list(getattr(dataset, "ids", [])), "batch_size": batch_size,
+            "root": str(getattr(dataset, "root", ""))}
+    if cache is not None and Path(cache).exists():
+        state = torch.load(cache, map_location="cpu", weights_only=False)
+        if state.get("meta") == meta:
+            log.info("Grad-CAM features of %d images read from %s", len(meta["ids"]), cache)
+            return state["images"], state["acts"], state["grads"], state["preds"]
+        log.warning("Ignoring %s: written for other images, model or batch size", cache)
+    result = _precompute(model, dataset, batch_size, desc)
+    if cache is not None and not Path(cache).exists():
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save({"meta": meta, **dict(zip(("images", "acts", "grads", "preds"), result))}, Path(cache))
+    return result
+
+
+def _precompute(model: nn.Module, dataset, batch_size: int, desc: str):
     from .data import collate_samples
 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, collate_fn=collate_samples)
@@ -247,7 +273,8 @@ def precompute(model: nn.Module, dataset, batch_size: int = 32, desc: str = "Gra
 
 
 def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | Path | None = None,
-                    progress: bool = True, chunk: int | None = None) -> tuple[ChannelSpatialAttention, list[dict]]:
+                    progress: bool = True, chunk: int | None = None, features_cache: str | Path | None = None
+                    ) -> tuple[ChannelSpatialAttention, list[dict]]:
     """Train the channel-spatial attention of AM-Grad-CAM; return it and the per-epoch history.
 
     ``config.objective`` chooses the loss (module docstring): ``"masked-image"`` or ``"feature-ce"``.
@@ -260,16 +287,18 @@ def train_attention(model: nn.Module, dataset, config: TrainConfig, out: str | P
 
     With ``out``, a checkpoint is written atomically to ``out.partial`` after every epoch and to
     ``out`` at the end; an existing ``out.partial`` with the same configuration is resumed.
+    ``features_cache``: the file of :func:`precompute`'s pass, shared by trainings on the same images.
     """
     device = next(model.parameters()).device
     with deterministic(warn_only=device.type == "cuda"):
-        return _train(model, dataset, config, out, progress, chunk, device)
+        return _train(model, dataset, config, out, progress, chunk, device, features_cache)
 
 
-def _train(model, dataset, config, out, progress, chunk, device) -> tuple[ChannelSpatialAttention, list[dict]]:
+def _train(model, dataset, config, out, progress, chunk, device, features_cache=None
+           ) -> tuple[ChannelSpatialAttention, list[dict]]:
     fc = _head(model) if config.objective == "feature-ce" else None  # checked before the long precomputation
-    torch.manual_seed(config.seed)
-    images, acts, grads, preds = precompute(model, dataset, chunk or config.batch_size)
+    images, acts, grads, preds = precompute(model, dataset, chunk or config.batch_size, cache=features_cache)
+    torch.manual_seed(config.seed)  # after the pass (its loader draws from the global generator), cached or not
     attention = ChannelSpatialAttention(acts.shape[1], config.reduction).to(device)
     optimizer = torch.optim.Adam(attention.parameters(), lr=config.lr)
     history: list[dict] = []
@@ -394,8 +423,17 @@ def main(argv: list[str] | None = None) -> None:
                              "memory change (lib.allocator: fresh memory is slow on VMs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--features-cache", default=None,
+                        help="file of the Grad-CAM features of the training images, shared by trainings (read when "
+                             "it matches, else written)")
+    parser.add_argument("--precompute-only", action="store_true",
+                        help="only write --features-cache (the pipeline's am_features rule), no training")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.precompute_only and not args.features_cache:
+        raise SystemExit("--precompute-only writes --features-cache. Fix: give --features-cache PATH.")
+    if not args.precompute_only and not args.out:
+        raise SystemExit("--out is required (the checkpoint to write). Fix: --out results/checkpoints/am.pt.")
     if args.cpu_chunk < 0:
         raise SystemExit(f"--cpu-chunk {args.cpu_chunk} is negative. Fix: 0 (the whole batch) or images per pass.")
     if args.threads < 1:
@@ -412,7 +450,11 @@ def main(argv: list[str] | None = None) -> None:
     log.info("Training AM-Grad-CAM attention (objective %s) on %d images of %s (%s, %s, %d threads)", args.objective,
              len(dataset), root, args.model, device, torch.get_num_threads())
     chunk = args.cpu_chunk if device.type == "cpu" and args.cpu_chunk else None
-    train_attention(model, dataset, config, out=args.out, chunk=chunk)  # logs every epoch's terms and seconds
+    if args.precompute_only:
+        precompute(model, dataset, chunk or config.batch_size, cache=args.features_cache)
+        return
+    train_attention(model, dataset, config, out=args.out, chunk=chunk,  # logs every epoch's terms and seconds
+                    features_cache=args.features_cache)
 
 
 if __name__ == "__main__":

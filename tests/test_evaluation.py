@@ -319,3 +319,23 @@ def test_command_line_checks_its_companions(tmp_path):
         cli_main([*base, "--companions", "[1]", "--map-store", str(tmp_path)])
     with pytest.raises(SystemExit, match="--map-store is empty"):
         cli_main([*base, "--companions", '{"ucag-gradcam++": {}}'])
+
+
+@needs_data
+def test_the_lcam_group_is_ad_ic_on_table_1_masks_only(lite0, shard, tmp_path):
+    """``ad_ic_lcam``: the rows of ``ad_ic`` at L-CAM's soft 100 / 50 / 15 % and nothing else, the same values."""
+    from lib.evaluation import SuiteSettings
+    from lib.evaluation.suite import LCAM_FRACTIONS
+
+    settings = SuiteSettings(batch_size=2)
+    store = MapStore(tmp_path, "lite0")
+    full = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam"), shard, store, settings, batch_size=2,
+                          progress=False)
+    lcam = evaluate_shard(lite0, EvalSpec("efficientnet_lite0", "gradcam", group="ad_ic_lcam"), shard, store,
+                          settings, batch_size=2, progress=False)
+    wanted = {"protocol=convention=image"} | {f"mask=soft,fraction={f},convention=image" for f in LCAM_FRACTIONS}
+    assert set(lcam.protocol) == {p.removeprefix("protocol=") for p in wanted}
+    key = ["image_id", "metric", "protocol"]
+    merged = lcam.merge(full, on=key, suffixes=("", "_full"))
+    assert len(merged) == len(lcam) == 3 * (1 + 3 * 3)
+    assert (merged.value == merged.value_full).all()

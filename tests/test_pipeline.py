@@ -39,7 +39,7 @@ NB05_OUTPUTS = declared("05")  # config/outputs.yaml, as the Snakefile reads it
 SEEDS = (0, 1, 2)  # config/config.yaml train_seeds of notebooks 01 and 02
 LCAM_RUNS = {(v, loss, seed) for v in ("fm", "img") for loss in ("full", "ce") for seed in SEEDS}
 AM_RUNS = {(objective, seed) for objective in ("masked-image", "feature-ce") for seed in SEEDS}
-NOTEBOOK_JOBS = {"train_am_gradcam": len(AM_RUNS), "notebook_01": 1, "notebook_02": 1, "notebook_03": 1,
+NOTEBOOK_JOBS = {"am_features": 1, "train_am_gradcam": len(AM_RUNS), "notebook_01": 1, "notebook_02": 1, "notebook_03": 1,
                  "notebook_04": 1, "notebook_05": 1, "claims_scorecard": 1, "stats_calibration": 1, "all": 1}
 # L-CAM-Fm on the feature cache (one lcam_features job, then train_lcam_features), L-CAM-Img on images (train_lcam);
 # the paper profile trains both on images
@@ -183,9 +183,11 @@ def am_training_commands(out: str) -> dict[tuple[str, int], list[str]]:
     """{(objective, seed): argv} of the train_am_gradcam jobs of a dry run."""
     runs = {}
     for cmd in shell_commands(out):
-        if "lib.train_am_gradcam" in cmd:
+        if "lib.train_am_gradcam" in cmd and "--precompute-only" not in cmd:  # not the shared pass (am_features)
             argv = shlex.split(cmd.split(" > ")[0])
             runs[(argv[argv.index("--objective") + 1], int(argv[argv.index("--seed") + 1]))] = argv
+            assert argv[argv.index("--features-cache") + 1] == argv[argv.index("--out") + 1].split("checkpoints/")[0] \
+                + f"cache/am_features_{argv[argv.index('--model') + 1]}.pt"
     return runs
 
 
@@ -460,8 +462,9 @@ def test_notebook_02_reads_the_same_grad_cam_shards_as_notebook_01():
         inputs[nb] = {i for i in re.search(r"input: (.+)", block).group(1).split(", ") if i.startswith("results/eval/")}
     lcam = LCAM_KEYS
     heads = {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/head-0008.parquet" for m in ("scorecam", "rise")}
-    assert inputs["02"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
-                            for m in ("gradcam", "gradcam++", *lcam)} | heads
+    assert inputs["02"] == ({f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
+                             for m in ("gradcam", "gradcam++")} | heads
+                            | {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic_lcam/shard-0000.parquet" for m in lcam})
     assert inputs["02"] & inputs["01"] == {f"results/eval/efficientnet_lite0/{m}/predicted/ad_ic/shard-0000.parquet"
                                            for m in ("gradcam", "gradcam++")}
     # an L-CAM key's shard waits for its train_lcam rule's checkpoint (the same weights the notebook loads)

@@ -244,3 +244,32 @@ def test_cli_rejects_an_unknown_objective(tmp_path, capsys):
 def test_cli_rejects_fewer_than_one_thread(tmp_path):
     with pytest.raises(SystemExit, match="--threads 0 is below 1. Fix"):
         trainer.main(["--threads", "0", "--out", str(tmp_path / "x.pt")])
+
+
+# --- the Grad-CAM pass shared by the trainings (rule am_features) ------------------------------------
+
+@pytest.mark.parametrize("objective", trainer.OBJECTIVES)
+def test_a_cached_pass_trains_the_weights_of_a_computed_one(tmp_path, monkeypatch, objective):
+    cache = tmp_path / "features.pt"
+    computed, history = train_attention(tiny_model(), TinySet(), config(objective=objective), progress=False)
+    written = trainer.precompute(tiny_model(), TinySet(), 4, cache=cache)
+    assert cache.exists()
+    monkeypatch.setattr(trainer, "_precompute", lambda *a, **k: pytest.fail("the cache was not read"))
+    read = trainer.precompute(tiny_model(), TinySet(), 4, cache=cache)
+    assert all(torch.equal(a, b) for a, b in zip(written, read))
+    cached, cached_history = train_attention(tiny_model(), TinySet(), config(objective=objective), progress=False,
+                                             features_cache=cache)
+    assert states_equal(computed, cached) and history == cached_history
+
+
+def test_a_cache_of_other_images_is_recomputed_and_left_alone(tmp_path):
+    cache = tmp_path / "features.pt"
+    trainer.precompute(tiny_model(), TinySet(), 4, cache=cache)
+    before = cache.stat().st_mtime_ns
+    other = trainer.precompute(tiny_model(), TinySet(), 2, cache=cache)  # another batch size: other rounding
+    assert len(other[0]) == len(TinySet()) and cache.stat().st_mtime_ns == before
+
+
+def test_precompute_only_needs_the_cache_path():
+    with pytest.raises(SystemExit, match="--features-cache"):
+        trainer.main(["--model", "efficientnet_lite0", "--precompute-only", "--train-dir", "nowhere", "--device", "cpu"])

@@ -41,7 +41,7 @@ from lib.plotting import maps_figure, overlay
 
 __all__ = ["VARIANTS", "START", "BASELINES", "METHODS", "FRACTIONS", "UNTRAINED_BELOW", "PAPER_NAMES",
            "checkpoint_name", "seed_label", "base_name", "label_seed", "load_or_train", "moved_from_start", "labels_of",
-           "SHARED", "shared_key", "primary_rows", "seed_spread", "seed_verdicts", "mask_area_tv", "area_tv_table",
+           "SHARED", "shared_key", "evaluation_group", "primary_rows", "seed_spread", "seed_verdicts", "mask_area_tv", "area_tv_table",
            "training_curves_figure", "evaluate_ad_ic", "column_name",
            "table1", "table1_shown", "paper_table1", "paired_differences", "fig3_figure", "composite_draw",
            "class_specific_scores", "fig4_figure", "class_neighbour_rank", "search_errors", "errors_figure",
@@ -197,6 +197,13 @@ def shared_key(label: str) -> str:
     return f"{key}-s{label.split(' (seed ')[1].rstrip(')')}" if " (seed " in label else key
 
 
+def evaluation_group(label: str) -> str:
+    """The metric group notebook 02 reads a method's rows from (config/outputs.yaml ``reads:``): ``ad_ic`` for
+    the methods notebook 01 reads too (Grad-CAM, Grad-CAM++) and for Score-CAM's and RISE's heads,
+    ``ad_ic_lcam`` (the same values of Table 1's masks only) for the CAM start and the trained attentions."""
+    return "ad_ic_lcam" if base_name(label) in (START, *VARIANTS) else "ad_ic"
+
+
 def primary_rows(results: pd.DataFrame) -> pd.DataFrame:
     """The rows of every method under its own name: the trained methods' first seed (Table 1's, the claims')."""
     return results[~results.method.str.contains(" (seed ", regex=False)].reset_index(drop=True)
@@ -341,11 +348,14 @@ def evaluate_ad_ic(model: nn.Module, cams: Mapping[str, Callable], dataset, stor
             first = {"images": images.cpu(), "targets": targets.cpu(), "ids": list(batch.image_ids),
                      "maps": {k: v.cpu() for k, v in maps.items()}}
     if shared:
-        keyed = {name: (shared_key(name), cams[name]) for name in shared}
-        rows = dataset_rows(model, model_name, keyed, dataset, store, target="predicted", group="ad_ic",
-                            eval_dir=eval_dir or None, shard_size=shard_size, seed=seed,
-                            suite=SuiteSettings(batch_size=batch_size), batch_size=batch_size)
-        wide = ad_ic_frame(rows)
+        parts = []
+        for group in ("ad_ic", "ad_ic_lcam"):
+            keyed = {name: (shared_key(name), cams[name]) for name in shared if evaluation_group(name) == group}
+            if keyed:
+                parts.append(dataset_rows(model, model_name, keyed, dataset, store, target="predicted", group=group,
+                                          eval_dir=eval_dir or None, shard_size=shard_size, seed=seed,
+                                          suite=SuiteSettings(batch_size=batch_size), batch_size=batch_size))
+        wide = ad_ic_frame(pd.concat(parts, ignore_index=True))
         frames.insert(0, wide[~wide.binary & wide.fraction.isin([float(f) for f in fractions])])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), first
 

@@ -7,7 +7,7 @@ wildcard_constraints:
     model=r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?",
     method=r"[a-z0-9+\-]+",
     target=r"predicted|label",
-    group=r"ad_ic|ad_ic_normalized|causal|causal_swapped|causal_curves|localisation|density",
+    group="|".join(GROUPS),  # lib.evaluation.GROUPS
     shard=r"(?:shard|head)-\d{4}",
     variant=r"img|fm",
     loss=r"full|ce",

@@ -1,6 +1,40 @@
 # The learned attentions: AM-Grad-CAM's (paper 01) and L-CAM's four (paper 02), one checkpoint per job; and
 # SA-CAM's parameters (paper 03), chosen on the training sample before its maps are computed.
 
+rule am_features:
+    """The Grad-CAM activations, gradients and predicted classes of AM-Grad-CAM's training images, computed once
+    for both objectives and every seed (lib.train_am_gradcam --precompute-only)."""
+    input:
+        data=data_inputs(NB01["train_dir"]),
+        code=sources("train_am_gradcam.py", "cams/hooks.py"),
+    output:
+        f"{RESULTS}/cache/am_features_{{model}}.pt",
+    log:
+        f"{RESULTS}/logs/am_features_{{model}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/am_features_{{model}}.tsv"
+    params:
+        repo=str(REPO),
+        data_dir=job_data_dir,
+        train_dir=NB01["train_dir"],
+        images=NB01["train_images"],
+        batch_size=NB01["train_batch_size"],
+        cpu_chunk=NB01["train_cpu_chunk"],
+        seed=NB01["seed"],
+        device=DEVICE,
+    threads: threads("train")
+    resources:
+        **resources("train"),
+    priority: TRAIN_AM_PRIORITY
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH={params.repo:q}${{PYTHONPATH:+:$PYTHONPATH}} OMP_NUM_THREADS={threads} python -m lib.train_am_gradcam"
+        " --model {wildcards.model:q} --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
+        " --images {params.images} --batch-size {params.batch_size} --cpu-chunk {params.cpu_chunk} --seed {params.seed}"
+        " --threads {threads} --device {params.device:q} --precompute-only --features-cache {output:q} > {log:q} 2>&1"
+
+
 rule train_am_gradcam:
     """Train AM-Grad-CAM's channel/spatial attention on the frozen classifier (paper 01), with one objective
     (masked-image: the classifier on the image times the map; feature-ce: its head on the attended features) and
@@ -8,6 +42,7 @@ rule train_am_gradcam:
     input:
         data=data_inputs(NB01["train_dir"]),
         code=sources("train_am_gradcam.py", "cams/attention.py", "cams/lcam.py", "determinism.py"),
+        features=f"{RESULTS}/cache/am_features_{{model}}.pt",
     output:
         checkpoint=checkpoint_path("{model}", "{objective}", "{seed}"),
     wildcard_constraints:
@@ -37,7 +72,7 @@ rule train_am_gradcam:
         " --model {wildcards.model:q} --data-dir {params.data_dir:q} --train-dir {params.train_dir:q}"
         " --epochs {params.epochs} --images {params.images} --batch-size {params.batch_size}"
         " --objective {wildcards.objective} --cpu-chunk {params.cpu_chunk} --seed {wildcards.seed} --threads {threads}"
-        " --device {params.device:q} --out {output.checkpoint:q}"
+        " --device {params.device:q} --features-cache {input.features:q} --out {output.checkpoint:q}"
         " > {log:q} 2>&1"
 
 
