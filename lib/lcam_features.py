@@ -96,7 +96,9 @@ from .cams.lcam import LCAMAttention, check_gap_linear_head, gap_linear_logits
 from .checkpoints import atomic_save
 from .determinism import deterministic
 from .process import finish
-from .train_lcam import AugmentedFolder, LOSS_MAPS, frozen, lcam_loss, loss_maps, tv_loss
+from .maps import minmax_normalize
+from .train_lcam import (AugmentedFolder, LOSS_MAPS, frozen, lcam_loss, loss_maps, make_optimizer,
+                         tv_loss)
 
 __all__ = [
     "FeatureCache",
@@ -111,7 +113,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BIAS_LR_FACTOR = 2.0  # the authors' my_optim.py
 PLATEAU_THRESHOLD = 1e-3  # relative improvement of the validation loss that counts
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
@@ -297,12 +298,6 @@ def weight_distance(attention: LCAMAttention, start: LCAMAttention) -> float:
     return float((now - then).norm() / then.norm().clamp_min(1e-12))
 
 
-def _minmax(maps: torch.Tensor) -> torch.Tensor:
-    flat = maps.flatten(1)
-    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(maps)
-
-
 def map_distance(attention: LCAMAttention, start: LCAMAttention, features: torch.Tensor,
                  targets: torch.Tensor) -> torch.Tensor:
     """Per image ``mean |zeta(L) - zeta(L0)|`` of the target class's min-max normalised low-resolution map.
@@ -312,7 +307,7 @@ def map_distance(attention: LCAMAttention, start: LCAMAttention, features: torch
     with torch.no_grad():
         now = attention.class_logits(features, targets[:, None])[:, 0]
         then = start.class_logits(features, targets[:, None])[:, 0]
-        return (_minmax(now) - _minmax(then)).abs().flatten(1).mean(1)
+        return (minmax_normalize(now) - minmax_normalize(then)).abs().flatten(1).mean(1)
 
 
 def _batch_terms(attention, fc, features, targets, config) -> dict[str, torch.Tensor]:
@@ -331,19 +326,19 @@ KEYS = ("loss", "ce", "area", "tv", "keep", "mask_mean", "mask_tv")
 def _mean_terms(attention, fc, features, targets, config, start=None) -> dict[str, float]:
     """Means of the loss terms over ``features`` in fixed batches (no gradients); with ``start``, the
     map distance from it too."""
-    sums = dict.fromkeys(KEYS, 0.0)
-    moved = []
     device = fc.weight.device
+    sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in KEYS}  # read once at the end
+    moved = []
     with torch.no_grad():
         for begin in range(0, len(targets), config.batch_size):
             x = features[begin: begin + config.batch_size].to(device, torch.float32)
             y = targets[begin: begin + config.batch_size].to(device)
             terms = _batch_terms(attention, fc, x, y, config)
             for k in KEYS:
-                sums[k] += float(terms[k]) * len(y)
+                sums[k] += terms[k] * len(y)
             if start is not None:
                 moved.append(map_distance(attention, start, x, y))
-    row = {k: v / len(targets) for k, v in sums.items()}
+    row = {k: float(v) / len(targets) for k, v in sums.items()}
     if start is not None:
         row["map_distance"] = float(torch.cat(moved).mean())
     return row
@@ -355,13 +350,6 @@ def _validate(attention, start, fc, cache: FeatureCache, config) -> dict[str, fl
     row = {("map_distance" if k == "map_distance" else f"val_{k}"): v for k, v in row.items()}
     row["weight_distance"] = weight_distance(attention, start)
     return row
-
-
-def _optimizer(attention: LCAMAttention, config: FeatureTrainConfig) -> torch.optim.SGD:
-    return torch.optim.SGD(
-        [{"params": [attention.conv.weight], "lr": config.lr},
-         {"params": [attention.conv.bias], "lr": config.lr * BIAS_LR_FACTOR}],
-        lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
 
 
 def train_on_features(model: nn.Module, cache: FeatureCache, config: FeatureTrainConfig,
@@ -391,7 +379,7 @@ def train_on_features(model: nn.Module, cache: FeatureCache, config: FeatureTrai
     with frozen(model), deterministic(warn_only=device.type == "cuda"):  # CUDA: some ops have no deterministic kernel
         start = LCAMAttention.from_classifier(model, layer).to(device).requires_grad_(False)
         attention = LCAMAttention.from_classifier(model, layer).to(device)
-        optimizer = _optimizer(attention, config)
+        optimizer = make_optimizer(attention, config)  # the authors' SGD: biases at twice the rate
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=0.1, patience=config.plateau - 1, threshold=PLATEAU_THRESHOLD)
         history, best_state, first = [], None, 0

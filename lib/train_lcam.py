@@ -589,8 +589,9 @@ def make_attention(model: nn.Module, config: LCAMConfig, target_layer: str | nn.
     return attention.to(device)
 
 
-def make_optimizer(attention: LCAMAttention, config: LCAMConfig) -> torch.optim.SGD:
-    """SGD, Nesterov: weights at ``lr``, bias at ``2 lr`` (the authors' parameter groups)."""
+def make_optimizer(attention: LCAMAttention, config) -> torch.optim.SGD:
+    """SGD, Nesterov: weights at ``lr``, bias at ``2 lr`` (the authors' parameter groups); ``config``: an
+    :class:`LCAMConfig` or :class:`lib.lcam_features.FeatureTrainConfig` (its ``lr``, ``momentum``, ``weight_decay``)."""
     return torch.optim.SGD(
         [{"params": [attention.conv.weight], "lr": config.lr, "lr_factor": 1.0},
          {"params": [attention.conv.bias], "lr": config.lr * BIAS_LR_FACTOR, "lr_factor": BIAS_LR_FACTOR}],

@@ -10,14 +10,16 @@ that would resolve it, and why. :func:`claims_markdown` turns those rows into th
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
 from .claims import load_claims
 from .evidence import evaluate
 
-__all__ = ["notebook_claims", "claims_markdown"]
+__all__ = ["notebook_claims", "claims_markdown", "claims_reading", "verdicts_on"]
 
 DECIDED = ("agrees", "disagrees", "not resolved", "too few")
 
@@ -36,6 +38,26 @@ def notebook_claims(notebook: str, out: str | Path) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "claims.csv", index=False)
     return frame
+
+
+def claims_reading(notebook: str, table: str) -> list:
+    """The registry claims of ``notebook`` whose evidence is the per-image table ``table`` (a file name)."""
+    return [c for c in load_claims() if c.notebook == notebook and c.evidence and c.evidence["table"].endswith(table)]
+
+
+def verdicts_on(claims: list, tables: Mapping[str, pd.DataFrame], float_format: str | None = None) -> pd.Series:
+    """The verdicts (claim id -> verdict) of ``claims`` evaluated on the given tables instead of the notebook's
+    files: ``{file name: frame}``, written to a temporary folder that stands for the claims' ``figures/NN``
+    (e.g. a per-image table in which a trained method's rows are another seed's). Holm's adjustment runs over
+    ``claims``, as in ``claims.csv`` when they are the notebook's directional ones."""
+    if not claims:
+        return pd.Series(dtype=object, name="verdict")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / Path(claims[0].evidence["table"]).parts[1]
+        folder.mkdir(parents=True)
+        for name, frame in tables.items():
+            frame.to_csv(folder / name, index=False, float_format=float_format)
+        return evaluate(claims, figures=Path(tmp)).set_index("claim").verdict
 
 
 def _figures_root(claims, out: Path) -> Path:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import ast
 import re
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -367,10 +366,8 @@ def attention_verdicts(results: pd.DataFrame, seeds: Sequence[int],
     verdict; ``"masked-image s<first>"`` is ``claims.csv``'s), ``agree_<objective>`` (the same verdict under
     every seed of that objective) and ``agree_objectives`` (the two objectives give the same verdict at each
     seed both have). Attentions missing from ``results`` get no column."""
-    from lib.analysis.claims import load_claims
-    from lib.analysis.evidence import evaluate
-    claims = [c for c in load_claims() if c.notebook == notebook and c.evidence
-              and c.evidence["table"].endswith("per_image_ad_ic.csv")]
+    from lib.analysis.report import claims_reading, verdicts_on
+    claims = claims_reading(notebook, "per_image_ad_ic.csv")
     seeds, table = seed_list(seeds), per_image_table(results)
     trained = table.method.map(objective_of).notna()
     columns, present = {}, {}
@@ -380,12 +377,8 @@ def attention_verdicts(results: pd.DataFrame, seeds: Sequence[int],
             if label not in set(table.method):
                 continue
             chosen = pd.concat([table[~trained], table[table.method == label].assign(method="AM-Grad-CAM")])
-            with tempfile.TemporaryDirectory() as tmp:  # one folder per attention: no stale cached table
-                folder = Path(tmp) / Path(claims[0].evidence["table"]).parts[1] if claims else Path(tmp)
-                folder.mkdir(parents=True, exist_ok=True)
-                chosen.to_csv(folder / "per_image_ad_ic.csv", index=False, float_format=PER_IMAGE_FORMAT)
-                frame = evaluate(claims, figures=Path(tmp)) if claims else pd.DataFrame(columns=["claim", "verdict"])
-            columns[f"{objective} s{seed}"] = frame.set_index("claim").verdict
+            columns[f"{objective} s{seed}"] = verdicts_on(claims, {"per_image_ad_ic.csv": chosen},
+                                                          float_format=PER_IMAGE_FORMAT)
             present.setdefault(objective, []).append(seed)
     out = pd.DataFrame(columns, index=pd.Index([c.id for c in claims], name="claim"))
     out.insert(0, "methods", pd.Series({c.id: " vs ".join(c.methods) for c in claims}))

@@ -237,20 +237,14 @@ def seed_verdicts(results: pd.DataFrame, moved: pd.DataFrame, seeds: Sequence[in
     seed: the claims are evaluated on a copy of the per-image table in which each trained method's rows
     are those of that seed's attention. Columns ``claim``, ``methods``, one ``seed <s>`` column per seed
     (the verdict) and ``agree`` (the same verdict under every seed)."""
-    from lib.analysis.claims import load_claims
-    from lib.analysis.evidence import evaluate
-    claims = [c for c in load_claims() if c.notebook == notebook and c.evidence
-              and c.evidence["table"].endswith("per_image_ad_ic.csv")]
+    from lib.analysis.report import claims_reading, verdicts_on
+    claims = claims_reading(notebook, "per_image_ad_ic.csv")
     first, columns = seeds[0], {}
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / Path(claims[0].evidence["table"]).parts[1] if claims else Path(tmp)
-        folder.mkdir(parents=True, exist_ok=True)
-        for seed in seeds:
-            chosen = results[results.method.map(lambda m: base_name(m) not in VARIANTS or label_seed(m, first) == seed)]
-            chosen.assign(method=chosen.method.map(base_name)).to_csv(folder / "per_image_ad_ic.csv", index=False)
-            moved[moved.seed == seed].to_csv(folder / "attention_moved.csv", index=False)
-            frame = evaluate(claims, figures=Path(tmp))
-            columns[f"seed {seed}"] = frame.set_index("claim").verdict
+    for seed in seeds:
+        chosen = results[results.method.map(lambda m: base_name(m) not in VARIANTS or label_seed(m, first) == seed)]
+        columns[f"seed {seed}"] = verdicts_on(claims, {
+            "per_image_ad_ic.csv": chosen.assign(method=chosen.method.map(base_name)),
+            "attention_moved.csv": moved[moved.seed == seed]})
     table = pd.DataFrame(columns)
     table.insert(0, "methods", pd.Series({c.id: " vs ".join(c.methods) for c in claims}))
     table["agree"] = table[[f"seed {s}" for s in seeds]].nunique(axis=1) == 1
